@@ -1,0 +1,35 @@
+# Two commands matter: `make run` (the whole gateway on 127.0.0.1, no Docker, no AWS account)
+# and `make test` (every test, including `sam validate --lint` and `sam build`).
+# Both create the virtualenv on first use; a changed requirements file reinstalls.
+
+SHELL := /bin/bash
+VENV := .venv
+# Lambda runs python3.13, and `sam build` needs that exact python on PATH: the venv provides it.
+# pyenv shims answer `command -v` even when 3.13 is not selected, so ask pyenv first.
+PYTHON313 := $(or $(lastword $(sort $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13))),$(shell python3.13 -c "import sys; print(sys.executable)" 2>/dev/null))
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: run test test-fast bench venv clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements-dev.txt src/requirements.txt
+	@test -n "$(PYTHON313)" || { echo "python3.13 not found (install it, e.g. 'pyenv install 3.13')"; exit 1; }
+	@test -x $(VENV)/bin/python || $(PYTHON313) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+run: venv
+	$(VENV)/bin/python -m local_stack
+
+test: venv
+	$(VENV)/bin/python -m pytest
+
+test-fast: venv
+	$(VENV)/bin/python -m pytest -m "not slow"
+
+bench: venv
+	$(VENV)/bin/python -m bench
+
+clean:
+	rm -rf $(VENV) .aws-sam .pytest_cache

@@ -1,0 +1,1 @@
+"""The gateway's domain: everything the thin handlers in `handlers/` call into."""

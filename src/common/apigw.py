@@ -1,0 +1,89 @@
+"""The HTTP boundary: an API Gateway REST (v1) proxy event in, a proxy result out.
+
+Every answer is JSON with `x-request-id` (API Gateway's request id, which is also the ledger's
+request id and the logs' correlation id); every refusal is an `ApiError` in OpenAI's shape.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from common.errors import ApiError
+from common.observability import logger
+
+
+@dataclass(frozen=True)
+class Request:
+    request_id: str
+    method: str
+    path: str
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+    query: dict[str, str] = field(default_factory=dict)
+    path_params: dict[str, str] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+    remaining_ms: Callable[[], int] = lambda: 30_000
+
+    @classmethod
+    def from_event(cls, event: dict[str, Any], context: Any = None) -> "Request":
+        raw = event.get("body") or ""
+        body = base64.b64decode(raw) if event.get("isBase64Encoded") else raw.encode("utf-8")
+        headers = {k.lower(): v for k, v in (event.get("headers") or {}).items() if v is not None}
+        request_context = event.get("requestContext") or {}
+        remaining = getattr(context, "get_remaining_time_in_millis", None)
+        return cls(
+            request_id=request_context.get("requestId") or getattr(context, "aws_request_id", "") or "local",
+            method=event.get("httpMethod", ""),
+            path=event.get("path", ""),
+            headers=headers,
+            body=body,
+            query=dict(event.get("queryStringParameters") or {}),
+            path_params=dict(event.get("pathParameters") or {}),
+            remaining_ms=remaining or (lambda: 30_000),
+        )
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        # JSON has one number type; the shortest float repr prints these amounts digit for digit.
+        return float(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def json_response(status: int, payload: Any, request_id: str, headers: dict[str, str] | None = None) -> dict:
+    body = payload if isinstance(payload, str) else json.dumps(payload, default=_json_default, separators=(",", ":"))
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": "application/json", "x-request-id": request_id, **(headers or {})},
+        "body": body,
+        "isBase64Encoded": False,
+    }
+
+
+def error_response(error: ApiError, request_id: str) -> dict:
+    return json_response(error.status, error.body(), request_id, error.headers)
+
+
+def serve(event: dict, context: Any, route: Callable[[Request], dict]) -> dict:
+    """Run one route; turn its refusals (and any bug) into OpenAI-shaped answers."""
+    request = Request.from_event(event, context)
+    try:
+        return route(request)
+    except ApiError as error:
+        logger.info("request refused", extra={"status": error.status, "code": error.code, "param": error.param})
+        return error_response(error, request.request_id)
+    except Exception:
+        logger.exception("unhandled error")
+        return error_response(
+            ApiError(500, "The gateway had an internal error. You have not been charged.", type="server_error",
+                     code="internal_error"),
+            request.request_id,
+        )

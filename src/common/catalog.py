@@ -1,0 +1,66 @@
+"""The models the gateway serves and their prices, as data (common/catalog.json).
+
+A deployment can replace the whole catalog with the `MODEL_CATALOG_JSON` environment variable
+(same shape), so adding a model or changing a price is configuration, not code.
+"""
+from __future__ import annotations
+
+import json
+import os
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+Quality = Literal["low", "medium", "high"]
+
+
+class Rates(BaseModel):
+    """USD per 1M tokens, by usage kind."""
+
+    model_config = ConfigDict(frozen=True)
+    text_input: Decimal
+    cached_text_input: Decimal
+    image_input: Decimal
+    image_output: Decimal
+
+
+class OutputTokens(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    square: int
+    non_square: int
+
+
+class ModelSpec(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    id: str = ""
+    created: int
+    rates: Rates
+    output_tokens: dict[Quality, OutputTokens]
+    # gpt-image-2 takes any WxH within published rules; the others only the three fixed sizes.
+    custom_sizes: bool = False
+    # False: the upstream is known to reject `response_format` (gpt-image models); None: unknown.
+    accepts_response_format: bool | None = None
+
+
+class Catalog(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    models: dict[str, ModelSpec]
+    # Worst-case reservations multiply the expected output tokens by this, so that a
+    # reservation covers what the upstream may really bill.
+    reservation_headroom: Decimal = Decimal("1.25")
+    partial_image_output_tokens: int = 100
+
+    def get(self, model_id: str) -> ModelSpec | None:
+        spec = self.models.get(model_id)
+        return spec.model_copy(update={"id": model_id}) if spec else None
+
+
+@lru_cache(maxsize=1)
+def get_catalog() -> Catalog:
+    raw = os.environ.get("MODEL_CATALOG_JSON") or (Path(__file__).with_name("catalog.json")).read_text()
+    data = json.loads(raw, parse_float=Decimal)
+    data.pop("_comment", None)
+    return Catalog.model_validate(data)

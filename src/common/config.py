@@ -1,0 +1,36 @@
+"""Typed configuration, read from the environment once per container.
+
+The names are the template's `Globals.Function.Environment` variables (docs/ARCHITECTURE.md).
+"""
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from functools import lru_cache
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    table_name: str = Field(alias="TABLE_NAME")
+    # Empty means the deployment has no image storage: response_format=url is then refused.
+    image_bucket: str = Field(default="", alias="IMAGE_BUCKET")
+    image_url_ttl_seconds: int = Field(default=3600, ge=60, le=604800, alias="IMAGE_URL_TTL_SECONDS")
+    upstream_base_url: str = Field(default="https://api.openai.com/v1", alias="UPSTREAM_BASE_URL")
+    upstream_api_key_secret_id: str = Field(alias="UPSTREAM_API_KEY_SECRET_ID")
+    # API Gateway's integration timeout: the function must have answered before it.
+    request_timeout_seconds: float = Field(default=29, gt=0, alias="REQUEST_TIMEOUT_SECONDS")
+    record_retention_days: int = Field(default=400, ge=1, alias="RECORD_RETENTION_DAYS")
+    price_multiplier: Decimal = Field(default=Decimal("1"), gt=0, alias="PRICE_MULTIPLIER")
+    default_model: str = Field(default="gpt-image-2", alias="DEFAULT_MODEL")
+
+    @property
+    def storage_enabled(self) -> bool:
+        return bool(self.image_bucket)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings.model_validate(dict(os.environ))

@@ -1,0 +1,321 @@
+"""The ledger: tokens, balances, reservations and request records in one DynamoDB table.
+
+This is the only module that talks to DynamoDB. Keys (docs/ARCHITECTURE.md):
+  token          pk=KEY#<sha256 of secret>   sk=TOKEN     balance, deposits, in-flight `holds`
+  request record pk=USAGE#<token_id>         sk=REQ#<started ISO time>#<request id>
+  daily total    pk=USAGE#<token_id>         sk=DAY#<YYYY-MM-DD>#<model>
+
+Money moves only by conditional writes:
+- reserve: one UpdateItem takes the worst case from the balance into `holds.<request id>`, on
+  condition the token is active, unexpired and covers it; concurrent requests can never overdraw.
+- settle/release: one transaction removes the hold (condition: it still exists), refunds the
+  unused part, and writes the request record (and for a charge, the daily totals). A retried
+  settlement finds no hold and changes nothing, so it charges once.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+TOKEN_SK = "TOKEN"
+TOKEN_INDEX_PK = "TOKEN"
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    key_hash: str
+    token_id: str
+    name: str
+    status: str = "active"
+    balance_usd: Decimal = Decimal(0)
+    deposited_usd: Decimal = Decimal(0)
+    spent_usd: Decimal = Decimal(0)
+    created_at: int = 0
+    expires_at: int | None = None
+    allowed_models: list[str] | None = None
+    price_multiplier: Decimal | None = None
+    holds: dict[str, Decimal] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A reservation in flight: what was taken from the balance for one request."""
+
+    key_hash: str
+    token_id: str
+    request_id: str
+    amount: Decimal
+    started_at: float
+    balance_after: Decimal
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What to write for a finished request, charged or not."""
+
+    model: str
+    endpoint: str
+    status: int
+    outcome: str  # "ok" or the error code
+    params: dict[str, Any]
+    images: int = 0
+    usage_raw: dict[str, Any] | None = None
+    tokens: dict[str, int] = field(default_factory=dict)
+    cost_by_kind: dict[str, Decimal] = field(default_factory=dict)
+    cost_usd: Decimal = Decimal(0)
+    latency_ms: int = 0
+    upstream_latency_ms: int = 0
+
+
+class ReservationRefused(Exception):
+    def __init__(self, reason: str, balance: Decimal | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason  # "unknown", "revoked", "expired" or "insufficient"
+        self.balance = balance
+
+
+def _n(value: Decimal | int) -> dict[str, str]:
+    return {"N": str(value)}
+
+
+def _s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def _token_from_item(item: dict[str, Any]) -> TokenRecord:
+    holds = {rid: Decimal(h["M"]["amount"]["N"]) for rid, h in item.get("holds", {}).get("M", {}).items()}
+    return TokenRecord(
+        key_hash=item["pk"]["S"].removeprefix("KEY#"),
+        token_id=item["token_id"]["S"],
+        name=item.get("name", {}).get("S", ""),
+        status=item.get("status", {}).get("S", "active"),
+        balance_usd=Decimal(item["balance_usd"]["N"]),
+        deposited_usd=Decimal(item.get("deposited_usd", {}).get("N", "0")),
+        spent_usd=Decimal(item.get("spent_usd", {}).get("N", "0")),
+        created_at=int(item.get("created_at", {}).get("N", "0")),
+        expires_at=int(item["expires_at_token"]["N"]) if "expires_at_token" in item else None,
+        allowed_models=[m["S"] for m in item["allowed_models"]["L"]] if "allowed_models" in item else None,
+        price_multiplier=Decimal(item["price_multiplier"]["N"]) if "price_multiplier" in item else None,
+        holds=holds,
+    )
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Ledger:
+    def __init__(self, table_name: str, client: Any = None, record_retention_days: int = 400) -> None:
+        self.table = table_name
+        self.client = client or boto3.client("dynamodb")
+        self.retention_seconds = record_retention_days * 86400
+
+    # --- tokens -------------------------------------------------------------------------
+    def get_token(self, key_hash: str) -> TokenRecord | None:
+        item = self.client.get_item(TableName=self.table, Key=self._token_key(key_hash)).get("Item")
+        return _token_from_item(item) if item else None
+
+    def create_token(self, token: TokenRecord) -> None:
+        item: dict[str, Any] = {
+            **self._token_key(token.key_hash),
+            "token_id": _s(token.token_id),
+            "name": _s(token.name),
+            "status": _s(token.status),
+            "balance_usd": _n(token.balance_usd),
+            "deposited_usd": _n(token.deposited_usd),
+            "spent_usd": _n(0),
+            "created_at": _n(token.created_at),
+            "holds": {"M": {}},
+            "gsi1pk": _s(TOKEN_INDEX_PK),
+            "gsi1sk": _s(token.token_id),
+        }
+        if token.expires_at is not None:
+            item["expires_at_token"] = _n(token.expires_at)
+        if token.allowed_models is not None:
+            item["allowed_models"] = {"L": [_s(m) for m in token.allowed_models]}
+        if token.price_multiplier is not None:
+            item["price_multiplier"] = _n(token.price_multiplier)
+        self.client.put_item(TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(pk)")
+
+    # --- reservations -------------------------------------------------------------------
+    def reserve(self, key_hash: str, token_id: str, request_id: str, amount: Decimal) -> Hold:
+        now = time.time()
+        try:
+            result = self.client.update_item(
+                TableName=self.table,
+                Key=self._token_key(key_hash),
+                UpdateExpression="SET balance_usd = balance_usd - :amount, holds.#rid = :hold",
+                ConditionExpression=(
+                    "attribute_exists(pk) AND #status = :active AND balance_usd >= :amount"
+                    " AND (attribute_not_exists(expires_at_token) OR expires_at_token > :now)"
+                ),
+                ExpressionAttributeNames={"#rid": request_id, "#status": "status"},
+                ExpressionAttributeValues={
+                    ":amount": _n(amount),
+                    ":hold": {"M": {"amount": _n(amount), "at": _n(int(now))}},
+                    ":active": _s("active"),
+                    ":now": _n(int(now)),
+                },
+                ReturnValues="UPDATED_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            raise self._refusal(exc.response.get("Item"), now) from None
+        balance = Decimal(result["Attributes"]["balance_usd"]["N"])
+        return Hold(key_hash, token_id, request_id, amount, now, balance)
+
+    @staticmethod
+    def _refusal(item: dict[str, Any] | None, now: float) -> ReservationRefused:
+        if not item:
+            return ReservationRefused("unknown")
+        token = _token_from_item(item)
+        if token.status != "active":
+            return ReservationRefused("revoked")
+        if token.expires_at is not None and token.expires_at <= now:
+            return ReservationRefused("expired")
+        return ReservationRefused("insufficient", token.balance_usd)
+
+    def settle(self, hold: Hold, outcome: Outcome) -> tuple[Decimal, Decimal]:
+        """Charge `outcome.cost_usd`, release the rest. Returns (charged, balance after).
+
+        If the upstream billed more than was reserved, the excess is taken from the balance as
+        far as it goes (never below zero); what could not be collected is recorded, not lost.
+        """
+        charged = outcome.cost_usd
+        for _ in range(2):
+            try:
+                return charged, self._finish(hold, outcome, charged)
+            except _HoldGone:
+                return Decimal(0), self._balance(hold.key_hash)
+            except _BalanceShort as short:
+                charged = hold.amount + min(charged - hold.amount, short.balance)
+        raise RuntimeError(f"settlement of {hold.request_id} could not complete")
+
+    def release(self, hold: Hold, outcome: Outcome) -> Decimal:
+        """Give the whole reservation back (the request failed) and record the failure."""
+        try:
+            return self._finish(hold, outcome, Decimal(0))
+        except _HoldGone:
+            return self._balance(hold.key_hash)
+
+    def _finish(self, hold: Hold, outcome: Outcome, charged: Decimal) -> Decimal:
+        """One transaction: drop the hold, move the difference, write the record (and totals)."""
+        delta = hold.amount - charged  # negative when the upstream billed more than reserved
+        condition = "attribute_exists(holds.#rid)"
+        values: dict[str, Any] = {":delta": _n(delta), ":charged": _n(charged)}
+        if delta < 0:
+            condition += " AND balance_usd >= :short"
+            values[":short"] = _n(-delta)
+        items: list[dict[str, Any]] = [
+            {
+                "Update": {
+                    "TableName": self.table,
+                    "Key": self._token_key(hold.key_hash),
+                    "UpdateExpression": "SET balance_usd = balance_usd + :delta REMOVE holds.#rid ADD spent_usd :charged",
+                    "ConditionExpression": condition,
+                    "ExpressionAttributeNames": {"#rid": hold.request_id},
+                    "ExpressionAttributeValues": values,
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                }
+            },
+            {"Put": {"TableName": self.table, "Item": self._record_item(hold, outcome, charged),
+                     "ConditionExpression": "attribute_not_exists(pk)"}},
+        ]
+        if charged > 0:
+            items.append({"Update": self._daily_update(hold, outcome, charged)})
+        try:
+            self.client.transact_write_items(TransactItems=items)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            reasons = exc.response.get("CancellationReasons") or []
+            if not reasons or reasons[0].get("Code") != "ConditionalCheckFailed":
+                raise
+            current = self.client.get_item(
+                TableName=self.table, Key=self._token_key(hold.key_hash), ConsistentRead=True).get("Item")
+            token = _token_from_item(current) if current else None
+            if token is None or hold.request_id not in token.holds:
+                raise _HoldGone() from None
+            raise _BalanceShort(token.balance_usd) from None
+        # Exact when no other request of this token moved the balance since the reservation.
+        return hold.balance_after + delta
+
+    def _record_item(self, hold: Hold, outcome: Outcome, charged: Decimal) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "pk": _s(f"USAGE#{hold.token_id}"),
+            "sk": _s(f"REQ#{_iso(hold.started_at)}#{hold.request_id}"),
+            "request_id": _s(hold.request_id),
+            "token_id": _s(hold.token_id),
+            "model": _s(outcome.model),
+            "endpoint": _s(outcome.endpoint),
+            "status": _n(outcome.status),
+            "outcome": _s(outcome.outcome),
+            "params": _s(json.dumps(outcome.params, sort_keys=True)),
+            "images": _n(outcome.images),
+            "reserved_usd": _n(hold.amount),
+            "cost_usd": _n(outcome.cost_usd),
+            "charged_usd": _n(charged),
+            "uncollected_usd": _n(max(outcome.cost_usd - charged, Decimal(0))),
+            "latency_ms": _n(outcome.latency_ms),
+            "upstream_latency_ms": _n(outcome.upstream_latency_ms),
+            "created_at": _n(int(hold.started_at)),
+            "expires_at": _n(int(hold.started_at) + self.retention_seconds),
+        }
+        if outcome.usage_raw is not None:
+            # The upstream's usage exactly as received, so any charge can be explained later.
+            item["usage_raw"] = _s(json.dumps(outcome.usage_raw, sort_keys=True))
+        if outcome.tokens:
+            item["tokens"] = {"M": {k: _n(v) for k, v in outcome.tokens.items()}}
+        if outcome.cost_by_kind:
+            item["cost_by_kind"] = {"M": {k: _n(v) for k, v in outcome.cost_by_kind.items()}}
+        return item
+
+    def _daily_update(self, hold: Hold, outcome: Outcome, charged: Decimal) -> dict[str, Any]:
+        day = _iso(hold.started_at)[:10]
+        counters = {"requests": 1, "images": outcome.images, **{f"{k}_tokens": v for k, v in outcome.tokens.items()}}
+        names = {f"#c{i}": name for i, name in enumerate(counters)}
+        values = {f":c{i}": _n(value) for i, value in enumerate(counters.values())}
+        adds = ", ".join(f"#c{i} :c{i}" for i in range(len(counters)))
+        return {
+            "TableName": self.table,
+            "Key": {"pk": _s(f"USAGE#{hold.token_id}"), "sk": _s(f"DAY#{day}#{outcome.model}")},
+            "UpdateExpression": f"SET #date = :date, #model = :model ADD {adds}, cost_usd :cost",
+            "ExpressionAttributeNames": {**names, "#date": "date", "#model": "model"},
+            "ExpressionAttributeValues": {**values, ":cost": _n(charged), ":date": _s(day), ":model": _s(outcome.model)},
+        }
+
+    def _balance(self, key_hash: str) -> Decimal:
+        item = self.client.get_item(TableName=self.table, Key=self._token_key(key_hash), ConsistentRead=True)["Item"]
+        return Decimal(item["balance_usd"]["N"])
+
+    @staticmethod
+    def _token_key(key_hash: str) -> dict[str, Any]:
+        return {"pk": _s(f"KEY#{key_hash}"), "sk": _s(TOKEN_SK)}
+
+
+class _HoldGone(Exception):
+    """The reservation was already settled, released or swept: nothing more to do."""
+
+
+class _BalanceShort(Exception):
+    def __init__(self, balance: Decimal) -> None:
+        super().__init__("balance short")
+        self.balance = balance
+
+
+@lru_cache(maxsize=1)
+def get_ledger() -> Ledger:
+    from common.config import get_settings
+
+    settings = get_settings()
+    return Ledger(settings.table_name, record_retention_days=settings.record_retention_days)

@@ -1,0 +1,149 @@
+"""Validation before anything is spent: a bad request is a 400 naming its `param`.
+
+pydantic checks each field; the rules that involve several fields or the model's capabilities
+(sizes, transparency, compression) are here, with OpenAI's wording where OpenAI has one.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from common.catalog import Catalog, ModelSpec
+from common.errors import ApiError, invalid_request
+from common.pricing import parse_size
+from common.schemas import ImageOptions
+
+FIXED_SIZES = ("1024x1024", "1536x1024", "1024x1536")
+T = TypeVar("T", bound=BaseModel)
+
+# Published rules for gpt-image-2 custom sizes.
+MAX_EDGE, EDGE_MULTIPLE, MAX_RATIO = 3840, 16, 3
+MIN_PIXELS, MAX_PIXELS = 655_360, 8_294_400
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        data = None
+    if not isinstance(data, dict):
+        raise ApiError(
+            400,
+            "We could not parse the JSON body of your request. The API expects a JSON object; "
+            "send it with 'Content-Type: application/json'.",
+            code=None,
+        )
+    return data
+
+
+def _param(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+_TYPE_NAMES = {"int_type": "an integer", "string_type": "a string", "bool_type": "a boolean",
+               "int_from_float": "an integer", "list_type": "an array", "dict_type": "an object",
+               "model_type": "an object"}
+
+
+def _json_type(value: Any) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "an array",
+            dict: "an object", type(None): "null"}.get(type(value), "a value")
+
+
+def _quoted(value: Any) -> str:
+    return f"'{value}'" if isinstance(value, str) else json.dumps(value)
+
+
+def error_from_pydantic(exc: ValidationError) -> ApiError:
+    """The first pydantic error, in OpenAI's words and codes."""
+    err = exc.errors(include_url=False)[0]
+    kind, param, ctx, value = err["type"], _param(err["loc"]), err.get("ctx") or {}, err.get("input")
+    if kind == "missing":
+        return invalid_request(f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter")
+    if kind == "string_too_short":
+        return invalid_request(
+            f"Invalid '{param}': empty string. Expected a string with minimum length {ctx.get('min_length')}, "
+            "but got an empty string instead.", param=param, code="empty_string")
+    if kind == "string_too_long":
+        return invalid_request(
+            f"Invalid '{param}': string too long. Expected a string with maximum length {ctx.get('max_length')}, "
+            f"but got a string with length {len(value)} instead.", param=param, code="string_above_max_length")
+    if kind in ("greater_than_equal", "greater_than"):
+        return invalid_request(
+            f"Invalid '{param}': integer below minimum value. Expected a value >= {ctx.get('ge', ctx.get('gt'))}, "
+            f"but got {value} instead.", param=param, code="integer_below_min_value")
+    if kind in ("less_than_equal", "less_than"):
+        return invalid_request(
+            f"Invalid '{param}': integer above maximum value. Expected a value <= {ctx.get('le', ctx.get('lt'))}, "
+            f"but got {value} instead.", param=param, code="integer_above_max_value")
+    if kind in ("too_short", "too_long"):
+        return invalid_request(f"Invalid '{param}': {err['msg']}.", param=param, code="invalid_value")
+    if kind == "literal_error":
+        return invalid_request(
+            f"Invalid value: {_quoted(value)}. Supported values are: {ctx.get('expected')}.",
+            param=param, code="invalid_value")
+    if kind in _TYPE_NAMES:
+        return invalid_request(
+            f"Invalid type for '{param}': expected {_TYPE_NAMES[kind]}, but got {_json_type(value)} instead.",
+            param=param, code="invalid_type")
+    return invalid_request(f"Invalid '{param}': {err['msg']}.", param=param, code="invalid_value")
+
+
+def parse_model(model: type[T], data: dict[str, Any]) -> T:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise error_from_pydantic(exc) from None
+
+
+def resolve_model(requested: str | None, catalog: Catalog, default: str, allowed: list[str] | None) -> ModelSpec:
+    model_id = requested or default
+    spec = catalog.get(model_id)
+    if spec is None or (allowed is not None and model_id not in allowed):
+        raise ApiError(
+            400, f"The model '{model_id}' does not exist or you do not have access to it.",
+            param="model", code="model_not_found")
+    return spec
+
+
+def check_size(size: str | None, spec: ModelSpec) -> None:
+    if size is None or size == "auto" or size in FIXED_SIZES:
+        return
+    supported = "Supported values are: 'auto', '1024x1024', '1536x1024', and '1024x1536'"
+    try:
+        dims = parse_size(size)
+    except ValueError:
+        dims = None
+    if dims is None or not spec.custom_sizes:
+        raise invalid_request(f"Invalid value: '{size}'. {supported}"
+                              + (", or WIDTHxHEIGHT within the custom size rules." if spec.custom_sizes else "."),
+                              param="size")
+    width, height = dims
+    problems = []
+    if width % EDGE_MULTIPLE or height % EDGE_MULTIPLE:
+        problems.append(f"both sides must be multiples of {EDGE_MULTIPLE}")
+    if max(width, height) > MAX_EDGE:
+        problems.append(f"the longest side must be at most {MAX_EDGE}")
+    if min(width, height) <= 0 or max(width, height) > MAX_RATIO * min(width, height):
+        problems.append(f"the long side must be at most {MAX_RATIO} times the short side")
+    if not MIN_PIXELS <= width * height <= MAX_PIXELS:
+        problems.append(f"the total pixels must be between {MIN_PIXELS:,} and {MAX_PIXELS:,}")
+    if problems:
+        raise invalid_request(f"Invalid size '{size}' for {spec.id}: " + "; ".join(problems) + ".", param="size")
+
+
+def check_options(options: ImageOptions, spec: ModelSpec) -> None:
+    """Rules across fields, for generations and edits alike."""
+    check_size(options.size, spec)
+    output_format = options.output_format or "png"
+    if options.background == "transparent" and output_format == "jpeg":
+        raise invalid_request(
+            "Transparent background requires output_format 'png' or 'webp'.", param="background")
+    if options.output_compression is not None and output_format == "png":
+        raise invalid_request(
+            "output_compression is only supported with output_format 'jpeg' or 'webp'.", param="output_compression")
