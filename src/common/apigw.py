@@ -14,7 +14,9 @@ from decimal import Decimal
 from typing import Any
 
 from common.errors import ApiError
-from common.observability import logger
+from aws_lambda_powertools.metrics import MetricUnit
+
+from common.observability import logger, metrics
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ def serve(event: dict, context: Any, route: Callable[[Request], dict]) -> dict:
         return route(request)
     except ApiError as error:
         logger.info("request refused", extra={"status": error.status, "code": error.code, "param": error.param})
+        metrics.add_metric(name="Refusals", unit=MetricUnit.Count, value=1)
         return error_response(error, request.request_id)
     except Exception:
         logger.exception("unhandled error")

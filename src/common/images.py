@@ -21,7 +21,7 @@ from common.catalog import ModelSpec, get_catalog
 from common.config import get_settings
 from common.errors import ApiError, insufficient_quota, invalid_api_key, upstream_error
 from common.ledger import Hold, Outcome, ReservationRefused, get_ledger
-from common.observability import logger, metrics, tracer
+from common.observability import logger, metrics
 from common.pricing import TokenUsage, cost_of, output_tokens_per_image, reservation_for_generation
 from common.schemas import GenerationRequest, ImageOptions, ImagesResponse
 from common.tokens import authenticate
@@ -58,7 +58,6 @@ class ImageJob:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-@tracer.capture_method(capture_response=False)
 def generate_images(request: Request) -> dict:
     """POST /v1/images/generations."""
     settings, catalog = get_settings(), get_catalog()
