@@ -1,0 +1,145 @@
+"""`make bench`: what the gateway itself costs, measured side by side in one run.
+
+1. Overhead per request: the same quickstart request sent straight to the upstream emulator and
+   through the local gateway (API Gateway emulation -> handler -> DynamoDB on moto -> emulator),
+   interleaved so both see the same machine state. Reports medians and p90s.
+2. Cold start: each handler's import (plus the clients it creates) in a fresh interpreter with
+   Lambda's environment variables, next to a bare `import boto3` plus one client.
+
+Goals (issue 2): median overhead <= 15 ms in b64 mode; handler import <= 1.5x the boto3 figure.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART = {"model": "gpt-image-2", "prompt": "A futuristic skyline at dusk", "size": "1024x1024"}
+LAMBDA_ENV = {
+    # What Lambda sets: the X-Ray SDK, for one, takes its cheaper in-Lambda path when it sees these.
+    "LAMBDA_TASK_ROOT": str(ROOT / "src"), "AWS_LAMBDA_FUNCTION_NAME": "bench", "AWS_REGION": "us-east-1",
+    "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+    "TABLE_NAME": "bench", "UPSTREAM_API_KEY_SECRET_ID": "bench", "IMAGE_BUCKET": "bench-images",
+    "POWERTOOLS_SERVICE_NAME": "image-gateway", "POWERTOOLS_METRICS_NAMESPACE": "ImageGateway",
+}
+BASELINE = "import boto3; boto3.client('dynamodb')"
+# What each handler's container creates before it can answer: the module and its DynamoDB client.
+HANDLER_INIT = "import handlers.{name}; from common.ledger import get_ledger; get_ledger()"
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def start_stack(tmp: Path) -> tuple[subprocess.Popen, dict]:
+    state_file = tmp / "state.json"
+    env = {**os.environ, "GATEWAY_PORT": "0", "GATEWAY_STATE_FILE": str(state_file),
+           "GATEWAY_DEMO_BALANCE_USD": "100000", "GATEWAY_STORAGE": "on"}
+    env.pop("UPSTREAM_BASE_URL", None)  # always the built-in emulator: a real upstream would swamp the figure
+    process = subprocess.Popen([sys.executable, "-m", "local_stack"], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not state_file.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"local stack did not start: {process.stderr.read().decode() if process.stderr else ''}")
+        time.sleep(0.1)
+    return process, json.loads(state_file.read_text())
+
+
+def measure_overhead(rounds: int, warmup: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        process, state = start_stack(Path(tmp))
+        try:
+            emulator_key = state["emulator_api_key"]
+            direct = requests.Session()
+            via_gateway = requests.Session()
+            targets = {
+                "direct": (direct, f"{state['emulator_url']}/images/generations", emulator_key),
+                "gateway": (via_gateway, f"{state['base_url']}/images/generations", state["token"]),
+            }
+            samples: dict[str, list[float]] = {"direct": [], "gateway": []}
+            for i in range(warmup + rounds):
+                for name, (session, url, key) in targets.items():
+                    started = time.perf_counter()
+                    response = session.post(url, json=QUICKSTART, headers={"Authorization": f"Bearer {key}"},
+                                            timeout=30)
+                    elapsed = (time.perf_counter() - started) * 1000
+                    if response.status_code != 200:
+                        raise SystemExit(f"{name} answered {response.status_code}: {response.text[:300]}")
+                    if i >= warmup:
+                        samples[name].append(elapsed)
+                # Reset the emulator's request log so it does not grow through the run.
+                requests.post(f"{state['emulator_url'].rsplit('/v1', 1)[0]}/__emulator/reset", timeout=5)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    paired = [g - d for g, d in zip(samples["gateway"], samples["direct"])]
+    return {
+        "rounds": rounds,
+        "direct_median": statistics.median(samples["direct"]), "direct_p90": percentile(samples["direct"], 90),
+        "gateway_median": statistics.median(samples["gateway"]), "gateway_p90": percentile(samples["gateway"], 90),
+        "overhead_median": statistics.median(paired), "overhead_p90": percentile(paired, 90),
+    }
+
+
+def time_import(code: str, runs: int) -> tuple[float, float]:
+    """Median wall time (ms) and peak RSS (MiB) of `code` in fresh interpreters."""
+    script = ("import time, resource, sys; sys.path.insert(0, 'src'); t = time.perf_counter(); "
+              f"{code}; ms = (time.perf_counter() - t) * 1000; "
+              "print(ms, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))} | LAMBDA_ENV
+    times, memory = [], []
+    for _ in range(runs):
+        out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                             check=True).stdout.split()
+        times.append(float(out[0]))
+        memory.append(float(out[1]))
+    return statistics.median(times), statistics.median(memory)
+
+
+def handler_names() -> list[str]:
+    return sorted(p.stem for p in (ROOT / "src" / "handlers").glob("*.py") if p.stem != "__init__")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=300)
+    parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--import-runs", type=int, default=15)
+    args = parser.parse_args()
+
+    print(f"Cold start ({args.import_runs} fresh interpreters each, median):")
+    base_ms, base_mb = time_import(BASELINE, args.import_runs)
+    print(f"| what | import ms | x boto3 | peak RSS MiB |\n|---|---|---|---|")
+    print(f"| `import boto3` + one client | {base_ms:.0f} | 1.00 | {base_mb:.0f} |")
+    ratios = []
+    for name in handler_names():
+        ms, mb = time_import(HANDLER_INIT.format(name=name), args.import_runs)
+        ratios.append(ms / base_ms)
+        print(f"| handlers.{name} | {ms:.0f} | {ms / base_ms:.2f} | {mb:.0f} |")
+
+    print(f"\nOverhead per request, b64 mode ({args.rounds} interleaved pairs after {args.warmup} warm-up):")
+    result = measure_overhead(args.rounds, args.warmup)
+    print("| path | median ms | p90 ms |\n|---|---|---|")
+    print(f"| straight to the upstream emulator | {result['direct_median']:.1f} | {result['direct_p90']:.1f} |")
+    print(f"| through the gateway | {result['gateway_median']:.1f} | {result['gateway_p90']:.1f} |")
+    print(f"| gateway overhead (paired difference) | {result['overhead_median']:.1f} | {result['overhead_p90']:.1f} |")
+
+    ok_overhead = result["overhead_median"] <= 15
+    ok_import = max(ratios) <= 1.5
+    print(f"\nGoals: median overhead <= 15 ms: {'met' if ok_overhead else 'MISSED'}; "
+          f"handler import <= 1.5x boto3: {'met' if ok_import else 'MISSED'} (worst {max(ratios):.2f}x)")
+
+
+if __name__ == "__main__":
+    main()
