@@ -99,6 +99,11 @@ def run_metered(request: Request, key_hash: str, token_id: str, job: ImageJob) -
         if reply.status >= 400:
             raise error_from_reply(reply)
         answer = _parse_answer(reply, job)
+        usage, basis = answer.usage, "upstream"
+        if usage is None:
+            # No usage block: bill the expected (not worst-case) cost rather than give images away.
+            usage, basis = _expected_usage(job, answer.images), "estimate"
+        cost = cost_of(usage, job.spec, job.multiplier)
         if want_url:
             _replace_b64_with_urls(answer, job)
     except BaseException as exc:
@@ -108,11 +113,6 @@ def run_metered(request: Request, key_hash: str, token_id: str, job: ImageJob) -
             outcome=(error.code or error.type) if error else "internal_error", params=job.params,
             latency_ms=_ms_since(request.started), upstream_latency_ms=upstream_ms))
         raise
-    usage, basis = answer.usage, "upstream"
-    if usage is None:
-        # No usage block: bill the expected (not worst-case) cost rather than give images away.
-        usage, basis = _expected_usage(job, answer.images), "estimate"
-    cost = cost_of(usage, job.spec, job.multiplier)
     charged, balance = get_ledger().settle(hold, Outcome(
         model=job.spec.id, endpoint=job.endpoint, status=200, outcome="ok" if basis == "upstream" else "ok_estimated",
         params=job.params, images=answer.images, usage_raw=answer.raw_usage, tokens=usage.as_dict(),

@@ -83,7 +83,8 @@ class ReservationRefused(Exception):
 
 
 def _n(value: Decimal | int) -> dict[str, str]:
-    return {"N": str(value)}
+    # Plain digits, never an exponent ("1E-7"): exact either way, but readable and portable.
+    return {"N": format(value, "f") if isinstance(value, Decimal) else str(value)}
 
 
 def _s(value: str) -> dict[str, str]:
@@ -154,7 +155,9 @@ class Ledger:
                 Key=self._token_key(key_hash),
                 UpdateExpression="SET balance_usd = balance_usd - :amount, holds.#rid = :hold",
                 ConditionExpression=(
-                    "attribute_exists(pk) AND #status = :active AND balance_usd >= :amount"
+                    # The hold must not exist yet: a retried call (lost reply) must not debit twice.
+                    "attribute_exists(pk) AND attribute_not_exists(holds.#rid)"
+                    " AND #status = :active AND balance_usd >= :amount"
                     " AND (attribute_not_exists(expires_at_token) OR expires_at_token > :now)"
                 ),
                 ExpressionAttributeNames={"#rid": request_id, "#status": "status"},
@@ -170,7 +173,12 @@ class Ledger:
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
-            raise self._refusal(exc.response.get("Item"), now) from None
+            item = exc.response.get("Item")
+            if item and request_id in item.get("holds", {}).get("M", {}):
+                # Our own earlier attempt went through: the reservation already holds.
+                token = _token_from_item(item)
+                return Hold(key_hash, token_id, request_id, token.holds[request_id], now, token.balance_usd)
+            raise self._refusal(item, now) from None
         balance = Decimal(result["Attributes"]["balance_usd"]["N"])
         return Hold(key_hash, token_id, request_id, amount, now, balance)
 

@@ -6,6 +6,7 @@ all arithmetic is Decimal, and nothing is rounded: a charge is exact to the toke
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -28,11 +29,12 @@ class TokenUsage:
 
     @classmethod
     def from_upstream(cls, usage: dict[str, Any] | None) -> "TokenUsage":
-        usage = usage or {}
-        details = usage.get("input_tokens_details") or {}
+        usage = usage if isinstance(usage, dict) else {}
+        details = usage.get("input_tokens_details")
+        details = details if isinstance(details, dict) else {}
         input_tokens = _int(usage.get("input_tokens"))
         image_in = _int(details.get("image_tokens"))
-        text_in = _int(details["text_tokens"]) if "text_tokens" in details else max(input_tokens - image_in, 0)
+        text_in = details["text_tokens"] if _is_count(details.get("text_tokens")) else max(input_tokens - image_in, 0)
         # cached_tokens is not in the images usage today; when it appears it is part of the text input.
         cached = min(_int(details.get("cached_tokens")), text_in)
         # All output is billed at the image-output rate, breakdown or not: an images endpoint's
@@ -44,8 +46,12 @@ class TokenUsage:
         return {kind: getattr(self, kind) for kind in KINDS}
 
 
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+    return value if _is_count(value) else 0
 
 
 @dataclass(frozen=True)
@@ -64,12 +70,17 @@ def cost_of(usage: TokenUsage, spec: ModelSpec, multiplier: Decimal = Decimal(1)
     return Cost(by_kind=by_kind, multiplier=multiplier)
 
 
+SIZE_PATTERN = re.compile(r"([0-9]{1,5})x([0-9]{1,5})")
+
+
 def parse_size(size: str | None) -> tuple[int, int] | None:
-    """`WxH` to (W, H); None for `auto`/absent."""
+    """`WxH` (plain digits) to (W, H); None for `auto`/absent; ValueError otherwise."""
     if not size or size == "auto":
         return None
-    width, _, height = size.partition("x")
-    return int(width), int(height)
+    match = SIZE_PATTERN.fullmatch(size)
+    if match is None:
+        raise ValueError(f"not a WIDTHxHEIGHT size: {size!r}")
+    return int(match.group(1)), int(match.group(2))
 
 
 def output_tokens_per_image(spec: ModelSpec, size: str | None, quality: str | None, *, worst_case: bool) -> int:

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import MaxRetryError, NewConnectionError
+from urllib3.exceptions import InvalidHeader, MaxRetryError, NewConnectionError
 from urllib3.util.retry import Retry
 
 from common.errors import ApiError, upstream_error, upstream_timeout
@@ -62,6 +62,8 @@ class Upstream:
         started = time.monotonic()
         while True:
             remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise upstream_timeout(time.monotonic() - started)
             try:
                 response = self.session.post(
                     url, json=json_body, data=data, files=files, headers=headers,
@@ -100,7 +102,7 @@ class Upstream:
             if response is not None:
                 raise _GiveUp() from None
             raise upstream_error("The image service could not be reached. You have not been charged.") from None
-        wait = (policy.get_retry_after(response.raw) if response is not None else None)
+        wait = _retry_after(policy, response) if response is not None else None
         wait = policy.get_backoff_time() if wait is None else wait
         if time.monotonic() + wait + MIN_ATTEMPT_SECONDS > deadline:
             if response is not None:
@@ -112,6 +114,17 @@ class Upstream:
 
 class _GiveUp(Exception):
     """Stop retrying and answer with the last upstream response."""
+
+
+def _retry_after(policy: Retry, response: requests.Response) -> float | None:
+    """Retry-After in seconds (integer or HTTP date via urllib3; fractions too, as some send)."""
+    try:
+        return policy.get_retry_after(response.raw)
+    except InvalidHeader:
+        try:
+            return max(float(response.headers.get("retry-after", "")), 0.0)
+        except ValueError:
+            return None
 
 
 def _never_sent(exc: requests.exceptions.ConnectionError) -> bool:
@@ -146,6 +159,10 @@ def error_from_reply(reply: UpstreamReply) -> ApiError:
         # The platform's own key was refused: not the customer's fault, and not their key.
         return ApiError(502, "The gateway could not authenticate with the image service. Please contact the platform.",
                         type="server_error", code="upstream_auth_error", headers=headers)
+    if reply.status == 429 and isinstance(error, dict) and error.get("code") == "insufficient_quota":
+        # The platform's own upstream account is out of credit: the customer's balance is fine.
+        return ApiError(503, "The image service is temporarily unavailable on this platform. You have not been charged.",
+                        type="server_error", code="upstream_unavailable", headers=headers)
     if 400 <= reply.status < 500 and isinstance(error, dict) and isinstance(error.get("message"), str):
         if reply.status == 429 and reply.headers.get("retry-after"):
             headers["retry-after"] = reply.headers["retry-after"]
@@ -167,7 +184,7 @@ def rejects_parameter(reply: UpstreamReply, name: str) -> bool:
     if not isinstance(error, dict):
         return False
     return error.get("param") == name or (
-        error.get("code") in ("unknown_parameter", "unsupported_parameter") and name in str(error.get("message")))
+        error.get("code") in ("unknown_parameter", "unsupported_parameter") and f"'{name}'" in str(error.get("message")))
 
 
 @lru_cache(maxsize=1)
