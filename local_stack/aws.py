@@ -29,6 +29,10 @@ class MotoServer:
         # Imported here: moto's server pulls in Flask and every backend, which takes a moment.
         from moto.server import ThreadedMotoServer
 
+        from local_stack import moto_fidelity
+
+        moto_fidelity.install()
+
         # werkzeug would print one line per AWS call to stderr.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self._server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)

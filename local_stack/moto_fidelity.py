@@ -1,0 +1,85 @@
+"""Two corrections that make moto's DynamoDB behave like the real service where the ledger notices.
+
+1. Atomic writes. DynamoDB applies each conditional write (and each transaction) atomically;
+   moto checks the condition and then writes in plain Python, so two server threads can both
+   pass the same `balance >= :amount` check. One lock around every DynamoDB operation restores
+   the guarantee the ledger's concurrency proofs rely on.
+2. Cost of a transaction. moto backs up every table a TransactWriteItems touches with
+   `copy.deepcopy` (once per action) in case it must roll back, so each settlement costs time in
+   proportion to the table's size and a long `make run` slows down request by request. Here the
+   transaction instead snapshots only the items it names and restores those on failure, which is
+   the same outcome at a constant cost.
+
+`install()` is idempotent and only touches moto's in-process classes (the local stack runs moto
+in its own process; the tests run it in theirs).
+"""
+from __future__ import annotations
+
+import functools
+import threading
+from typing import Any
+
+_LOCK = threading.RLock()
+_INSTALLED = False
+# Every backend method a DynamoDB API call lands in (reads too: they must not see half a write).
+_OPERATIONS = (
+    "get_item", "put_item", "update_item", "delete_item", "query", "scan", "batch_get_item",
+    "batch_write_item", "transact_get_items", "transact_write_items", "execute_statement",
+)
+
+
+def install() -> None:
+    global _INSTALLED
+    if _INSTALLED:
+        return
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.table import Table
+
+    DynamoDBBackend.transact_write_items = _item_level_rollback(DynamoDBBackend.transact_write_items)
+    for name in _OPERATIONS:
+        if hasattr(DynamoDBBackend, name):
+            setattr(DynamoDBBackend, name, _serialised(getattr(DynamoDBBackend, name)))
+    # moto's own whole-table backup becomes free; the item-level snapshot above does its job.
+    Table.__deepcopy__ = lambda self, memo: self
+    _INSTALLED = True
+
+
+def _serialised(method: Any) -> Any:
+    @functools.wraps(method)
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        with _LOCK:
+            return method(*args, **kwargs)
+
+    return locked
+
+
+def _item_level_rollback(transact_write_items: Any) -> Any:
+    @functools.wraps(transact_write_items)
+    def transact(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        snapshot = []
+        for action in transact_items:
+            try:
+                op = next(iter(action.values()))
+                table = self.get_table(op["TableName"])
+                if "Item" in op:
+                    key = {table.hash_key_attr: op["Item"][table.hash_key_attr]}
+                    if table.range_key_attr is not None:
+                        key[table.range_key_attr] = op["Item"][table.range_key_attr]
+                else:
+                    key = op["Key"]
+                current = self.get_item(op["TableName"], key)
+            except Exception:
+                continue  # moto itself will reject this action; nothing of ours to restore
+            snapshot.append((op["TableName"], key, current.to_json()["Attributes"] if current else None))
+        try:
+            return transact_write_items(self, transact_items)
+        except Exception:
+            for table_name, key, attributes in reversed(snapshot):
+                if attributes is None:
+                    if self.get_item(table_name, key) is not None:
+                        self.delete_item(table_name, key)
+                else:
+                    self.put_item(table_name, attributes)
+            raise
+
+    return transact
