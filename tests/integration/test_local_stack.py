@@ -6,71 +6,15 @@ lived stack checks Ctrl-C and the storage/token knobs.
 from __future__ import annotations
 
 import base64
-import json
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 import requests
 
+from tests.integration.stack import Stack, port_is_closed
+
 pytestmark = pytest.mark.slow
-
-REPO = Path(__file__).resolve().parents[2]
-START_TIMEOUT_S = 60
-STOP_TIMEOUT_S = 10
-
-
-class Stack:
-    def __init__(self, tmp_path: Path, **env: str):
-        self.state_file = tmp_path / "state.json"
-        self.output = tmp_path / "stdout.txt"
-        environment = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "UPSTREAM_"))}
-        environment.update(GATEWAY_PORT="0", GATEWAY_STATE_FILE=str(self.state_file),
-                           GATEWAY_LOG=str(tmp_path / "gateway.log"), **env)
-        with open(self.output, "wb") as output:
-            self.process = subprocess.Popen([sys.executable, "-m", "local_stack"], cwd=REPO, env=environment,
-                                            stdout=output, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not self.state_file.exists():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.process.kill()
-                pytest.fail(f"local stack did not start:\n{self.output.read_text()}")
-            time.sleep(0.05)
-        self.state = json.loads(self.state_file.read_text())
-        self.http = requests.Session()
-        self.http.trust_env = False  # loopback only
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.state['token']}"}
-
-    def ports(self) -> list[int]:
-        urls = [self.state["base_url"], self.state["moto_endpoint"], self.state["emulator_url"]]
-        return [urlsplit(url).port for url in urls if url]
-
-    def stop(self, signum: int) -> int:
-        self.http.close()
-        if self.process.poll() is None:
-            self.process.send_signal(signum)
-        try:
-            return self.process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            pytest.fail("local stack did not stop in time")
-
-
-def port_is_closed(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return True
-    return False
 
 
 @pytest.fixture(scope="module")
