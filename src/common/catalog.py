@@ -52,6 +52,8 @@ class Catalog(BaseModel):
     # reservation covers what the upstream may really bill.
     reservation_headroom: Decimal = Decimal("1.25")
     partial_image_output_tokens: int = 100
+    # Worst-case image input tokens per input image of an edit (high input fidelity, large image).
+    input_image_tokens_per_image: int = 6500
 
     def get(self, model_id: str) -> ModelSpec | None:
         spec = self.models.get(model_id)

@@ -12,7 +12,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Callable
 
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -25,7 +25,8 @@ from common.observability import logger, metrics
 from common.pricing import TokenUsage, cost_of, output_tokens_per_image, reservation_for_generation
 from common.schemas import GenerationRequest, ImageOptions, ImagesResponse
 from common.tokens import authenticate
-from common.upstream import UpstreamReply, error_from_reply, get_upstream, rejects_parameter
+from common.uploads import UploadedFile
+from common.upstream import Upstream, UpstreamReply, error_from_reply, get_upstream, rejects_json_form, rejects_parameter
 from common.validation import check_options, parse_json_object, parse_model, resolve_model
 
 # Time kept back from the deadline to store images, settle and answer before API Gateway gives up.
@@ -52,9 +53,12 @@ class ImageJob:
     endpoint: str  # "generations" or "edits"
     spec: ModelSpec
     options: ImageOptions
-    payload: dict[str, Any]  # the JSON sent upstream (unknown fields kept)
+    payload: dict[str, Any]  # the JSON sent upstream (unknown fields kept), or the multipart text fields
     multiplier: Decimal
     reservation: Decimal
+    files: list[UploadedFile] | None = None  # set: send as multipart/form-data with these files
+    # For JSON edits: turns the job into multipart when the upstream refuses the JSON form.
+    to_multipart: Callable[["ImageJob", float], None] | None = None
     params: dict[str, Any] = field(default_factory=dict)
 
 
@@ -88,7 +92,7 @@ def run_metered(request: Request, key_hash: str, token_id: str, job: ImageJob) -
         # Certain to fail after the generation: refuse before anything is spent.
         raise image_url_not_available()
     logger.append_keys(token_id=token_id, model=job.spec.id)
-    job.params = {k: job.payload[k] for k in COST_PARAMS if job.payload.get(k) is not None}
+    job.params = {**{k: job.payload[k] for k in COST_PARAMS if job.payload.get(k) is not None}, **job.params}
     hold = _reserve(key_hash, token_id, request.request_id, job.reservation)
     deadline = request.started + min(request.remaining_ms() / 1000, settings.request_timeout_seconds) \
         - RESPONSE_MARGIN_SECONDS
@@ -139,16 +143,53 @@ def _reserve(key_hash: str, token_id: str, request_id: str, amount: Decimal) -> 
 
 
 def _call_upstream(job: ImageJob, deadline: float, want_url: bool) -> UpstreamReply:
-    """Send the job; if the upstream refuses `response_format`, send it once more without it."""
+    """Send the job, adapting once to each refusal the platform knows how to work around:
+    `response_format` refused (gpt-image models): send again without it; the JSON form of an
+    edit refused: send the same edit as multipart."""
     upstream = get_upstream()
+    reply = _send(upstream, job, deadline)
+    adapted: set[str] = set()
+    while True:
+        if "response_format" not in adapted and "response_format" in job.payload \
+                and rejects_parameter(reply, "response_format"):
+            adapted.add("response_format")
+            metrics.add_metric(name="ResponseFormatFallbacks", unit=MetricUnit.Count, value=1)
+            logger.info("upstream rejected response_format; retrying without it", extra={"wanted_url": want_url})
+            job.payload = {k: v for k, v in job.payload.items() if k != "response_format"}
+        elif "json_form" not in adapted and job.files is None and job.to_multipart is not None \
+                and rejects_json_form(reply):
+            adapted.add("json_form")
+            metrics.add_metric(name="MultipartFallbacks", unit=MetricUnit.Count, value=1)
+            logger.info("upstream rejected the JSON edit; retrying as multipart")
+            job.to_multipart(job, deadline)
+        else:
+            return reply
+        reply = _send(upstream, job, deadline)
+
+
+def _send(upstream: Upstream, job: ImageJob, deadline: float) -> UpstreamReply:
     path = f"/images/{job.endpoint}"
-    reply = upstream.post(path, json_body=job.payload, deadline=deadline)
-    if "response_format" in job.payload and rejects_parameter(reply, "response_format"):
-        metrics.add_metric(name="ResponseFormatFallbacks", unit=MetricUnit.Count, value=1)
-        logger.info("upstream rejected response_format; retrying without it", extra={"wanted_url": want_url})
-        job.payload = {k: v for k, v in job.payload.items() if k != "response_format"}
-        reply = upstream.post(path, json_body=job.payload, deadline=deadline)
-    return reply
+    if job.files is None:
+        return upstream.post(path, json_body=job.payload, deadline=deadline)
+    # One file goes in a part named `image`, several in `image[]` (what both official SDKs send).
+    image_field = "image" if sum(f.field != "mask" for f in job.files) == 1 else "image[]"
+    files = [("mask" if f.field == "mask" else image_field, (f.filename, f.data, f.content_type)) for f in job.files]
+    return upstream.post(path, data=form_fields(job.payload), files=files, deadline=deadline)
+
+
+def form_fields(payload: dict[str, Any]) -> list[tuple[str, str]]:
+    """Multipart text fields: strings as they are (a multipart request's own fields are forwarded
+    exactly); JSON values written the way the SDKs write them."""
+    fields = []
+    for name, value in payload.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        elif not isinstance(value, str):
+            value = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+        fields.append((name, value))
+    return fields
 
 
 @dataclass

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator, model_validator
 
 Prompt = Annotated[StrictStr, Field(min_length=1, max_length=32_000)]
 
@@ -34,6 +34,42 @@ class ImageOptions(BaseModel):
 
 class GenerationRequest(ImageOptions):
     """POST /v1/images/generations."""
+
+
+class ImageReference(BaseModel):
+    """One input image (or the mask) of a JSON edit: exactly one of `image_url` or `file_id`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image_url: Annotated[StrictStr, Field(min_length=1, max_length=20_971_520)] | None = None
+    file_id: Annotated[StrictStr, Field(min_length=1)] | None = None
+
+    @field_validator("image_url")
+    @classmethod
+    def _https_or_data_url(cls, value: str | None) -> str | None:
+        if value is not None and not (value.startswith("https://") or value.startswith("data:image/")):
+            raise ValueError("image_url must be an https URL or a data:image/...;base64, URL")
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "ImageReference":
+        if (self.image_url is None) == (self.file_id is None):
+            raise ValueError("give exactly one of image_url or file_id")
+        return self
+
+
+class EditRequest(ImageOptions):
+    """POST /v1/images/edits as JSON (the form the platform recommends)."""
+
+    images: Annotated[list[ImageReference], Field(min_length=1, max_length=16)]
+    mask: ImageReference | None = None
+    input_fidelity: Literal["high", "low"] | None = None
+
+
+class MultipartEditFields(ImageOptions):
+    """The non-file fields of a multipart edit, typed as in the JSON form."""
+
+    input_fidelity: Literal["high", "low"] | None = None
 
 
 class ImageData(BaseModel):

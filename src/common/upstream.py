@@ -187,6 +187,11 @@ def rejects_parameter(reply: UpstreamReply, name: str) -> bool:
         error.get("code") in ("unknown_parameter", "unsupported_parameter") and f"'{name}'" in str(error.get("message")))
 
 
+def rejects_json_form(reply: UpstreamReply) -> bool:
+    """Did the upstream refuse a JSON edit (it only takes multipart uploads)?"""
+    return reply.status == 415 or rejects_parameter(reply, "images")
+
+
 @lru_cache(maxsize=1)
 def get_upstream() -> Upstream:
     from aws_lambda_powertools.utilities import parameters

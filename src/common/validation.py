@@ -81,6 +81,9 @@ def error_from_pydantic(exc: ValidationError) -> ApiError:
         return invalid_request(
             f"Invalid '{param}': integer above maximum value. Expected a value <= {ctx.get('le', ctx.get('lt'))}, "
             f"but got {value} instead.", param=param, code="integer_above_max_value")
+    if kind == "value_error":
+        message = str(err["msg"]).removeprefix("Value error, ")
+        return invalid_request(f"Invalid '{param}': {message}.", param=param, code="invalid_value")
     if kind in ("too_short", "too_long"):
         return invalid_request(f"Invalid '{param}': {err['msg']}.", param=param, code="invalid_value")
     if kind == "literal_error":

@@ -102,6 +102,13 @@ class Gateway:
         return Reply(handler(api_event("POST", "/v1/images/generations", body=body, token=token, **kw),
                              context or FakeContext()))
 
+    def edit(self, body: Any, token: str | None, *, content_type: str = "application/json",
+             context: FakeContext | None = None) -> "Reply":
+        from handlers.edits import handler
+
+        event = api_event("POST", "/v1/images/edits", body=body, token=token, headers={"Content-Type": content_type})
+        return Reply(handler(event, context or FakeContext()))
+
     def models(self, token: str | None) -> "Reply":
         from handlers.models import handler
 

@@ -1,0 +1,118 @@
+"""multipart/form-data edits, as the official SDKs and curl send them.
+
+Parsed with the `multipart` library. Files are kept byte for byte with the filename and content
+type they arrived with, so they can be forwarded upstream unchanged; each file's real type is
+checked from its bytes (png, jpeg, webp; the mask must be a PNG) whatever its name claims.
+"""
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from multipart import MultipartError, MultipartParser, parse_options_header
+
+from common.errors import ApiError, invalid_request
+from common.imagetypes import sniff_image_type
+
+MAX_IMAGES = 16
+# OpenAI's per-file limit. In AWS a multipart body is also bounded by API Gateway (10 MB) and by
+# Lambda's 6 MB event (about 4.4 MB of upload once base64-encoded): larger images go by URL.
+MAX_FILE_BYTES = 50 * 1024 * 1024
+IMAGE_FIELDS = ("image", "image[]")
+INTEGER_FIELDS = ("n", "output_compression", "partial_images")
+BOOLEAN_FIELDS = ("stream",)
+
+
+@dataclass(frozen=True)
+class UploadedFile:
+    field: str
+    filename: str
+    content_type: str  # as declared, or the sniffed type when none/octet-stream was declared
+    data: bytes
+
+
+@dataclass(frozen=True)
+class MultipartEdit:
+    fields: dict[str, str]  # every non-file field, exactly as received
+    images: list[UploadedFile]
+    mask: UploadedFile | None
+
+    def typed_fields(self) -> dict[str, Any]:
+        """Fields with the types the JSON form would have, for validation.
+
+        The Python SDK sends `true`/`false` for booleans and an empty string for None.
+        """
+        typed: dict[str, Any] = {}
+        for name, value in self.fields.items():
+            if value == "":
+                continue
+            if name in INTEGER_FIELDS and re.fullmatch(r"-?[0-9]+", value):
+                typed[name] = int(value)
+            elif name in BOOLEAN_FIELDS and value.lower() in ("true", "false"):
+                typed[name] = value.lower() == "true"
+            else:
+                typed[name] = value
+        return typed
+
+
+def too_large(what: str) -> ApiError:
+    return ApiError(
+        413,
+        f"{what} Upload smaller files, or send the edit as JSON with images[].image_url references "
+        "(https or data URLs), which have no upload limit here.",
+        param="image",
+        code="request_too_large",
+    )
+
+
+def parse_multipart(body: bytes, content_type: str) -> MultipartEdit:
+    _, options = parse_options_header(content_type)
+    boundary = options.get("boundary")
+    if not boundary:
+        raise invalid_request("multipart/form-data needs a boundary in its Content-Type.", code="invalid_multipart")
+    fields: dict[str, str] = {}
+    images: list[UploadedFile] = []
+    mask: UploadedFile | None = None
+    try:
+        parser = MultipartParser(io.BytesIO(body), boundary, content_length=len(body), part_limit=64,
+                                 memory_limit=len(body) + 1024, memfile_limit=len(body) + 1024)
+        for part in parser:
+            if part.filename is None:
+                fields[part.name] = part.value
+                continue
+            data = part.raw
+            if len(data) > MAX_FILE_BYTES:
+                raise too_large(f"The file '{part.filename}' is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB.")
+            upload = _checked_file(part.name, part.filename, part.headers.get("Content-Type"), data)
+            if part.name in IMAGE_FIELDS:
+                images.append(upload)
+            elif part.name == "mask":
+                mask = upload
+            else:
+                raise invalid_request(f"Unexpected file field '{part.name}'.", param=part.name, code="invalid_value")
+    except MultipartError as exc:
+        raise invalid_request(f"The multipart body could not be parsed: {exc}.", code="invalid_multipart") from None
+    if not images:
+        raise invalid_request("Missing required parameter: 'image'.", param="image", code="missing_required_parameter")
+    if len(images) > MAX_IMAGES:
+        raise invalid_request(f"Too many images: at most {MAX_IMAGES} are allowed, got {len(images)}.",
+                              param="image", code="too_many_images")
+    if mask is not None and mask.content_type != "image/png" and sniff_image_type(mask.data) != "image/png":
+        raise invalid_request("The mask must be a PNG image.", param="mask", code="invalid_image_format")
+    return MultipartEdit(fields=fields, images=images, mask=mask)
+
+
+def _checked_file(field: str, filename: str, declared: str | None, data: bytes) -> UploadedFile:
+    param = "mask" if field == "mask" else "image"
+    sniffed = sniff_image_type(data)
+    if sniffed is None:
+        raise invalid_request(
+            f"Invalid file '{filename}': its content is not a PNG, JPEG or WebP image "
+            "(the file's bytes were checked, not its name).", param=param, code="invalid_image_format")
+    if field == "mask" and sniffed != "image/png":
+        raise invalid_request("The mask must be a PNG image.", param="mask", code="invalid_image_format")
+    # Raw bytes from an SDK arrive as application/octet-stream, which OpenAI refuses: name the real type.
+    content_type = declared if declared and declared != "application/octet-stream" else sniffed
+    return UploadedFile(field=field, filename=filename, content_type=content_type, data=data)
