@@ -8,7 +8,7 @@ import os
 from decimal import Decimal
 from functools import lru_cache
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Settings(BaseModel):
@@ -25,6 +25,14 @@ class Settings(BaseModel):
     record_retention_days: int = Field(default=400, ge=1, alias="RECORD_RETENTION_DAYS")
     price_multiplier: Decimal = Field(default=Decimal("1"), gt=0, alias="PRICE_MULTIPLIER")
     default_model: str = Field(default="gpt-image-2", alias="DEFAULT_MODEL")
+    # Networks the gateway may fetch customer image URLs from although they are not public
+    # (comma-separated CIDRs). Empty in production: only globally routable addresses are fetched.
+    fetch_allowed_networks: tuple[str, ...] = Field(default=(), alias="FETCH_ALLOWED_NETWORKS")
+
+    @field_validator("fetch_allowed_networks", mode="before")
+    @classmethod
+    def _split_networks(cls, value: object) -> object:
+        return tuple(part.strip() for part in value.split(",") if part.strip()) if isinstance(value, str) else value
 
     @property
     def storage_enabled(self) -> bool:
