@@ -4,7 +4,12 @@
    through the local gateway (API Gateway emulation -> handler -> DynamoDB on moto -> emulator),
    interleaved so both see the same machine state. Reports medians and p90s.
 2. Cold start: each handler's import (plus the clients it creates) in a fresh interpreter with
-   Lambda's environment variables, next to a bare `import boto3` plus one client.
+   Lambda's environment variables, loaded from the function's built package the way Lambda loads
+   /var/task (package first on sys.path, its precompiled .pyc files, nothing written), next to a
+   bare `import boto3` plus one client. The package is what `sam build` produces; on a host that
+   is not arm64 its native modules cannot load, so the same src/Makefile target builds it again
+   for this machine (LAMBDA_PLATFORM=host) and the bench checks that both hold the same Python
+   files and bytecode.
 
 Goals (issue 2): median overhead <= 15 ms in b64 mode; handler import <= 1.5x the boto3 figure.
 """
@@ -13,6 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -21,6 +28,8 @@ import time
 from pathlib import Path
 
 import requests
+
+from local_stack.template import load as load_template
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = {"model": "gpt-image-2", "prompt": "A futuristic skyline at dusk", "size": "1024x1024"}
@@ -34,6 +43,10 @@ LAMBDA_ENV = {
 BASELINE = "import boto3; boto3.client('dynamodb')"
 # What each handler's container creates before it can answer: the module and its DynamoDB client.
 HANDLER_INIT = "import handlers.{name}; from common.ledger import get_ledger; get_ledger()"
+# Must come from the package, not from the venv (boto3 stands in for the runtime's).
+PACKAGED_MODULES = ("handlers", "common", "pydantic", "pydantic_core", "aws_lambda_powertools", "aws_xray_sdk",
+                    "requests")
+VENV_BIN = Path(sys.executable).parent
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -92,23 +105,81 @@ def measure_overhead(rounds: int, warmup: int) -> dict:
     }
 
 
-def time_import(code: str, runs: int) -> tuple[float, float]:
-    """Median wall time (ms) and peak RSS (MiB) of `code` in fresh interpreters."""
-    script = ("import time, resource, sys; sys.path.insert(0, 'src'); t = time.perf_counter(); "
-              f"{code}; ms = (time.perf_counter() - t) * 1000; "
-              "print(ms, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+def time_import(code: str, runs: int, package: Path | None = None) -> tuple[float, float]:
+    """Median wall time (ms) and peak RSS (MiB) of `code` in fresh interpreters.
+
+    With `package`, the interpreters load it like Lambda loads /var/task: it is the working
+    directory and comes first on sys.path, and (read-only there) no .pyc file gets written."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))} | LAMBDA_ENV
+    if package is None:
+        setup, check, cwd = "sys.path.insert(0, 'src'); ", "", ROOT
+    else:
+        setup, cwd = "", package
+        env |= {"PYTHONPATH": str(package), "LAMBDA_TASK_ROOT": str(package), "PYTHONDONTWRITEBYTECODE": "1"}
+        check = ("; where = {m: getattr(sys.modules.get(m), '__file__', None) or '' for m in %r}; "
+                 "stray = {m: f for m, f in where.items() if not f.startswith(%r)}; "
+                 "stray and sys.exit(f'not loaded from the package: {stray}')"
+                 % (PACKAGED_MODULES, str(package) + os.sep))
+    script = (f"import time, resource, sys; {setup}t = time.perf_counter(); "
+              f"{code}; ms = (time.perf_counter() - t) * 1000{check}; "
+              "print(ms, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
     times, memory = [], []
     for _ in range(runs):
-        out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
-                             check=True).stdout.split()
+        done = subprocess.run([sys.executable, "-c", script], cwd=cwd, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"cold import failed: {done.stderr.strip()[-2000:]}")
+        out = done.stdout.split()
         times.append(float(out[0]))
         memory.append(float(out[1]))
     return statistics.median(times), statistics.median(memory)
 
 
-def handler_names() -> list[str]:
-    return sorted(p.stem for p in (ROOT / "src" / "handlers").glob("*.py") if p.stem != "__init__")
+def functions() -> dict[str, str]:
+    """Logical id -> handler module name (generations, ...) of every function in template.yaml."""
+    resources = load_template(ROOT / "template.yaml")["Resources"]
+    return {name: res["Properties"]["Handler"].rpartition(".")[0].rpartition(".")[2]
+            for name, res in sorted(resources.items()) if res["Type"] == "AWS::Serverless::Function"}
+
+
+def run(command: list[str]) -> None:
+    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}", "SAM_CLI_TELEMETRY": "0"}
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{(done.stdout + done.stderr)[-3000:]}")
+
+
+def differing_python_files(one: Path, other: Path) -> set[str]:
+    """The .py and .pyc files only one package has, or whose bytes differ. File by file: a bench
+    process that held both packages in memory would pass its peak RSS on to the interpreters it
+    starts (Linux keeps ru_maxrss across fork and exec)."""
+    mine, theirs = ({str(p.relative_to(root)) for p in root.rglob("*") if p.suffix in (".py", ".pyc")}
+                    for root in (one, other))
+    return (mine ^ theirs) | {f for f in mine & theirs if (one / f).read_bytes() != (other / f).read_bytes()}
+
+
+def build_packages(tmp: Path, names: list[str]) -> tuple[dict[str, Path], str]:
+    """Each function's package to measure, and a line saying what it is."""
+    sam_dir = tmp / "sam"
+    started = time.perf_counter()
+    run([str(VENV_BIN / "sam"), "build", "--template", "template.yaml", "--build-dir", str(sam_dir), "--no-cached"])
+    sam_s = time.perf_counter() - started
+    packages = {name: sam_dir / name for name in names}
+    sample = packages[names[0]]
+    pycs = sum(1 for _ in sample.rglob("*.pyc"))
+    size = sum(p.stat().st_size for p in sample.rglob("*") if p.is_file()) / 2**20
+    what = f"`sam build --no-cached` ({sam_s:.0f} s): {pycs} .pyc files, {size:.1f} MiB per function, arm64"
+    if platform.machine() in ("aarch64", "arm64") and sys.platform == "linux":
+        return packages, f"{what}; measured as built"
+    host_dir, differing = tmp / "host", set()
+    for name in names:
+        run([shutil.which("make") or "make", "-C", "src", f"build-{name}", f"ARTIFACTS_DIR={host_dir / name}",
+             "LAMBDA_PLATFORM=host"])
+        differing |= differing_python_files(packages[name], host_dir / name)
+        packages[name] = host_dir / name
+    same = ("the same .py/.pyc files" if not differing
+            else f"WARNING: {len(differing)} .py/.pyc files differ, e.g. {sorted(differing)[:3]}")
+    return packages, (f"{what}; measured: its {platform.machine()} twin (`make -C src build-<Function> "
+                      f"LAMBDA_PLATFORM=host`, {same}, native modules for this machine)")
 
 
 def main() -> None:
@@ -118,15 +189,18 @@ def main() -> None:
     parser.add_argument("--import-runs", type=int, default=15)
     args = parser.parse_args()
 
-    print(f"Cold start ({args.import_runs} fresh interpreters each, median):")
-    base_ms, base_mb = time_import(BASELINE, args.import_runs)
-    print(f"| what | import ms | x boto3 | peak RSS MiB |\n|---|---|---|---|")
-    print(f"| `import boto3` + one client | {base_ms:.0f} | 1.00 | {base_mb:.0f} |")
-    ratios = []
-    for name in handler_names():
-        ms, mb = time_import(HANDLER_INIT.format(name=name), args.import_runs)
-        ratios.append(ms / base_ms)
-        print(f"| handlers.{name} | {ms:.0f} | {ms / base_ms:.2f} | {mb:.0f} |")
+    handlers = functions()
+    with tempfile.TemporaryDirectory() as tmp:
+        packages, what = build_packages(Path(tmp), list(handlers))
+        print(f"Cold start ({args.import_runs} fresh interpreters each, median), from the built package:\n{what}")
+        base_ms, base_mb = time_import(BASELINE, args.import_runs)
+        print(f"| what | import ms | x boto3 | peak RSS MiB |\n|---|---|---|---|")
+        print(f"| `import boto3` + one client | {base_ms:.0f} | 1.00 | {base_mb:.0f} |")
+        ratios = []
+        for function, name in handlers.items():
+            ms, mb = time_import(HANDLER_INIT.format(name=name), args.import_runs, packages[function])
+            ratios.append(ms / base_ms)
+            print(f"| handlers.{name} ({function}) | {ms:.0f} | {ms / base_ms:.2f} | {mb:.0f} |")
 
     print(f"\nOverhead per request, b64 mode ({args.rounds} interleaved pairs after {args.warmup} warm-up):")
     result = measure_overhead(args.rounds, args.warmup)

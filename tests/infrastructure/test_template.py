@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import ast
+import base64
 import json
 import re
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any, Iterator
@@ -18,6 +21,7 @@ EVENTS_DIR = REPO_ROOT / "events"
 
 EXPECTED_ROUTES = {
     ("POST", "/v1/images/generations"): "GenerationsFunction",
+    ("POST", "/v1/images/edits"): "EditsFunction",
     ("GET", "/v1/models"): "ModelsFunction",
 }
 
@@ -154,7 +158,24 @@ def test_every_api_event_handler_exists_in_src_and_defines_handler(template):
         assert func_name in defined, f"{source.relative_to(REPO_ROOT)} does not define {func_name}"
 
 
-def test_routes_are_exactly_post_generations_and_get_models(template):
+def test_every_function_is_built_by_its_src_makefile_target(template):
+    # src/Makefile installs the dependencies for arm64 and precompiles the package (.pyc files)
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not installed (sam build needs it too)")
+    for fn_name, res in resources_of_type(template, "AWS::Serverless::Function").items():
+        assert res.get("Metadata", {}).get("BuildMethod") == "makefile", fn_name
+        dry_run = subprocess.run(
+            [make, "-C", str(SRC), "-n", f"build-{fn_name}", "ARTIFACTS_DIR=/nonexistent"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert dry_run.returncode == 0, f"src/Makefile has no build-{fn_name}: {dry_run.stderr}"
+        assert "compileall" in dry_run.stdout, fn_name
+
+
+def test_routes_are_exactly_generations_edits_and_models(template):
     assert template_routes(template) == EXPECTED_ROUTES
 
 
@@ -578,14 +599,22 @@ def test_each_event_is_a_rest_proxy_event_routed_to_an_existing_route(path, temp
     assert context["domainName"] == event["headers"]["Host"]
     assert context["domainName"].startswith(context["apiId"] + ".execute-api.")
 
-    assert event["isBase64Encoded"] is False
     assert event["multiValueHeaders"] == {name: [value] for name, value in event["headers"].items()}
     assert event["headers"]["Authorization"].startswith("Bearer sk-img-")
     if event["httpMethod"] == "POST":
-        assert event["headers"]["Content-Type"] == "application/json"
-        assert isinstance(json.loads(event["body"]), dict)
-        assert int(event["headers"]["Content-Length"]) == len(event["body"].encode("utf-8"))
+        content_type = event["headers"]["Content-Type"]
+        # API Gateway base64-encodes exactly the bodies whose type is a binary media type.
+        assert event["isBase64Encoded"] is content_type.startswith("multipart/form-data")
+        if event["isBase64Encoded"]:
+            body = base64.b64decode(event["body"])
+            assert b'name="image"' in body
+        else:
+            assert content_type == "application/json"
+            body = event["body"].encode("utf-8")
+            assert isinstance(json.loads(body), dict)
+        assert int(event["headers"]["Content-Length"]) == len(body)
     else:
+        assert event["isBase64Encoded"] is False
         assert event["body"] is None
 
 
