@@ -25,6 +25,9 @@ class Settings(BaseModel):
     record_retention_days: int = Field(default=400, ge=1, alias="RECORD_RETENTION_DAYS")
     price_multiplier: Decimal = Field(default=Decimal("1"), gt=0, alias="PRICE_MULTIPLIER")
     default_model: str = Field(default="gpt-image-2", alias="DEFAULT_MODEL")
+    # How long image routes may reuse a token record read in this container (allowed models,
+    # price multiplier); status, expiry and balance are always checked by the reservation.
+    token_cache_seconds: float = Field(default=30, ge=0, alias="TOKEN_CACHE_SECONDS")
     # Networks the gateway may fetch customer image URLs from although they are not public
     # (comma-separated CIDRs). Empty in production: only globally routable addresses are fetched.
     fetch_allowed_networks: tuple[str, ...] = Field(default=(), alias="FETCH_ALLOWED_NETWORKS")

@@ -26,7 +26,7 @@ from common.validation import check_options, parse_json_object, parse_model, res
 
 def edit_images(request: Request) -> dict:
     settings, catalog = get_settings(), get_catalog()
-    token = authenticate(request.header("authorization"))
+    token = authenticate(request.header("authorization"), max_age_seconds=settings.token_cache_seconds)
     content_type = (request.header("content-type") or "").lower()
     if content_type.startswith("multipart/form-data"):
         upload = parse_multipart(request.body, request.header("content-type") or "")

@@ -24,7 +24,7 @@ from common.ledger import Hold, Outcome, ReservationRefused, get_ledger
 from common.observability import logger, metrics
 from common.pricing import TokenUsage, cost_of, output_tokens_per_image, reservation_for_generation
 from common.schemas import GenerationRequest, ImageOptions, ImagesResponse
-from common.tokens import authenticate
+from common.tokens import authenticate, forget
 from common.uploads import UploadedFile
 from common.upstream import Upstream, UpstreamReply, error_from_reply, get_upstream, rejects_json_form, rejects_parameter
 from common.validation import check_options, parse_json_object, parse_model, resolve_model
@@ -65,7 +65,7 @@ class ImageJob:
 def generate_images(request: Request) -> dict:
     """POST /v1/images/generations."""
     settings, catalog = get_settings(), get_catalog()
-    token = authenticate(request.header("authorization"))
+    token = authenticate(request.header("authorization"), max_age_seconds=settings.token_cache_seconds)
     body = parse_json_object(request.body)
     options = parse_model(GenerationRequest, body)
     spec = resolve_model(options.model, catalog, settings.default_model, token.allowed_models)
@@ -136,6 +136,7 @@ def _reserve(key_hash: str, token_id: str, request_id: str, amount: Decimal) -> 
         return get_ledger().reserve(key_hash, token_id, request_id, amount)
     except ReservationRefused as refused:
         if refused.reason != "insufficient":
+            forget(key_hash)
             raise invalid_api_key() from None
         raise insufficient_quota(
             f"Your balance (${refused.balance}) does not cover this request's maximum cost of ${amount}. "

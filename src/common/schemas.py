@@ -1,6 +1,7 @@
 """Wire shapes: what customers send and what the gateway answers, as pydantic models.
 
-Request models allow extra fields: fields the gateway does not know are forwarded unchanged so
+Every model is built on first use (`defer_build`): each function's container builds only the
+shapes its route needs, which keeps cold starts short. Request models allow extra fields: fields the gateway does not know are forwarded unchanged so
 new upstream features keep working. Types are strict, as OpenAI's are: `"n": "2"` is refused.
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ Prompt = Annotated[StrictStr, Field(min_length=1, max_length=32_000)]
 class ImageOptions(BaseModel):
     """The fields generations and edits share."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     model: StrictStr | None = None
     prompt: Prompt
@@ -39,7 +40,7 @@ class GenerationRequest(ImageOptions):
 class ImageReference(BaseModel):
     """One input image (or the mask) of a JSON edit: exactly one of `image_url` or `file_id`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     image_url: Annotated[StrictStr, Field(min_length=1, max_length=20_971_520)] | None = None
     file_id: Annotated[StrictStr, Field(min_length=1)] | None = None
@@ -73,7 +74,7 @@ class MultipartEditFields(ImageOptions):
 
 
 class ImageData(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
     b64_json: str | None = None
     url: str | None = None
     revised_prompt: str | None = None
@@ -82,13 +83,14 @@ class ImageData(BaseModel):
 class ImagesResponse(BaseModel):
     """The upstream's answer; unknown fields are kept and passed back to the customer."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
     created: int
     data: list[ImageData] = Field(min_length=1)
     usage: dict[str, Any] | None = None
 
 
 class ModelObject(BaseModel):
+    model_config = ConfigDict(defer_build=True)
     id: str
     object: Literal["model"] = "model"
     created: int
@@ -96,5 +98,6 @@ class ModelObject(BaseModel):
 
 
 class ModelList(BaseModel):
+    model_config = ConfigDict(defer_build=True)
     object: Literal["list"] = "list"
     data: list[ModelObject]

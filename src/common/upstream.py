@@ -145,6 +145,8 @@ def _pooled_session() -> requests.Session:
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     session.headers["User-Agent"] = "image-gateway/1.0"
+    # No proxy variables or ~/.netrc to look up on every call: the function talks to one upstream.
+    session.trust_env = False
     return session
 
 

@@ -333,3 +333,34 @@ def test_models_lists_only_what_the_token_may_use(gateway):
 
 def test_models_needs_a_valid_token(gateway):
     assert gateway.models(None).status == 401
+
+
+def test_a_token_revoked_after_use_is_refused_at_once_despite_the_token_cache(gateway):
+    # Given a token whose record this container has just read (and keeps for TOKEN_CACHE_SECONDS)
+    token = gateway.token()
+    assert gateway.generate(QUICKSTART, token).status == 200
+    # When the operator revokes it
+    gateway.dynamodb.update_item(
+        TableName=gateway.table, Key={"pk": gateway.token_item(token)["pk"], "sk": {"S": "TOKEN"}},
+        UpdateExpression="SET #s = :r", ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":r": {"S": "revoked"}})
+    gateway.emulator.reset()
+    # Then the next request is a 401: the reservation's condition checks the status itself
+    reply = gateway.generate(QUICKSTART, token)
+    assert (reply.status, reply.error["code"]) == (401, "invalid_api_key")
+    assert gateway.emulator.requests == []
+
+
+def test_image_requests_reuse_a_recently_read_token_record(gateway, monkeypatch):
+    from common.ledger import Ledger
+
+    token = gateway.token()
+    reads = []
+    original = Ledger.get_token
+    monkeypatch.setattr(Ledger, "get_token", lambda self, key_hash: reads.append(key_hash) or original(self, key_hash))
+    for _ in range(3):
+        assert gateway.generate(QUICKSTART, token).status == 200
+    assert len(reads) == 1
+    # The models route always reads afresh.
+    gateway.models(token)
+    assert len(reads) == 2
