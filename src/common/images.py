@@ -93,7 +93,7 @@ def run_metered(request: Request, key_hash: str, token_id: str, job: ImageJob) -
         raise image_url_not_available()
     logger.append_keys(token_id=token_id, model=job.spec.id)
     job.params = {**{k: job.payload[k] for k in COST_PARAMS if job.payload.get(k) is not None}, **job.params}
-    hold = _reserve(key_hash, token_id, request.request_id, job.reservation)
+    hold = _reserve(key_hash, token_id, request.request_id, job)
     deadline = request.started + min(request.remaining_ms() / 1000, settings.request_timeout_seconds) \
         - RESPONSE_MARGIN_SECONDS
     upstream_ms = 0
@@ -131,9 +131,10 @@ def run_metered(request: Request, key_hash: str, token_id: str, job: ImageJob) -
     return answer.to_response(request.request_id, headers)
 
 
-def _reserve(key_hash: str, token_id: str, request_id: str, amount: Decimal) -> Hold:
+def _reserve(key_hash: str, token_id: str, request_id: str, job: ImageJob) -> Hold:
+    amount = job.reservation
     try:
-        return get_ledger().reserve(key_hash, token_id, request_id, amount)
+        return get_ledger().reserve(key_hash, token_id, request_id, amount, model=job.spec.id, endpoint=job.endpoint)
     except ReservationRefused as refused:
         if refused.reason != "insufficient":
             forget(key_hash)

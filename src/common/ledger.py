@@ -4,6 +4,12 @@ This is the only module that talks to DynamoDB. Keys (docs/ARCHITECTURE.md):
   token          pk=KEY#<sha256 of secret>   sk=TOKEN     balance, deposits, in-flight `holds`
   request record pk=USAGE#<token_id>         sk=REQ#<started ISO time>#<request id>
   daily total    pk=USAGE#<token_id>         sk=DAY#<YYYY-MM-DD>#<model>
+  credit entry   pk=USAGE#<token_id>         sk=TXN#<ISO time>#<entry id>   deposits and adjustments
+  token index    gsi1: gsi1pk=TOKEN, gsi1sk=<token_id>   (operator look-ups and the sweeper only)
+
+Every balance change has its record: for each token, exactly,
+  deposited_usd = sum(credit entries)      spent_usd = sum(charged_usd of request records)
+  deposited_usd - balance_usd - sum(holds) = spent_usd
 
 Money moves only by conditional writes:
 - reserve: one UpdateItem takes the worst case from the balance into `holds.<request id>`, on
@@ -15,6 +21,7 @@ Money moves only by conditional writes:
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -43,6 +50,20 @@ class TokenRecord:
     allowed_models: list[str] | None = None
     price_multiplier: Decimal | None = None
     holds: dict[str, Decimal] = field(default_factory=dict)
+    hold_started: dict[str, int] = field(default_factory=dict)  # request id -> epoch seconds
+    hold_labels: dict[str, tuple[str, str]] = field(default_factory=dict)  # request id -> (model, endpoint)
+
+
+@dataclass(frozen=True)
+class CreditEntry:
+    """A deposit or an adjustment: money that enters (or, negative, leaves) a token by hand."""
+
+    token_id: str
+    entry_id: str
+    kind: str  # "deposit" or "adjustment"
+    amount_usd: Decimal
+    reason: str
+    created_at: int
 
 
 @dataclass(frozen=True)
@@ -92,7 +113,11 @@ def _s(value: str) -> dict[str, str]:
 
 
 def _token_from_item(item: dict[str, Any]) -> TokenRecord:
-    holds = {rid: Decimal(h["M"]["amount"]["N"]) for rid, h in item.get("holds", {}).get("M", {}).items()}
+    raw_holds = item.get("holds", {}).get("M", {})
+    holds = {rid: Decimal(h["M"]["amount"]["N"]) for rid, h in raw_holds.items()}
+    hold_started = {rid: int(h["M"].get("at", {}).get("N", "0")) for rid, h in raw_holds.items()}
+    hold_labels = {rid: (h["M"].get("model", {}).get("S", ""), h["M"].get("endpoint", {}).get("S", ""))
+                   for rid, h in raw_holds.items()}
     return TokenRecord(
         key_hash=item["pk"]["S"].removeprefix("KEY#"),
         token_id=item["token_id"]["S"],
@@ -106,6 +131,8 @@ def _token_from_item(item: dict[str, Any]) -> TokenRecord:
         allowed_models=[m["S"] for m in item["allowed_models"]["L"]] if "allowed_models" in item else None,
         price_multiplier=Decimal(item["price_multiplier"]["N"]) if "price_multiplier" in item else None,
         holds=holds,
+        hold_started=hold_started,
+        hold_labels=hold_labels,
     )
 
 
@@ -144,10 +171,118 @@ class Ledger:
             item["allowed_models"] = {"L": [_s(m) for m in token.allowed_models]}
         if token.price_multiplier is not None:
             item["price_multiplier"] = _n(token.price_multiplier)
-        self.client.put_item(TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(pk)")
+        actions: list[dict[str, Any]] = [
+            {"Put": {"TableName": self.table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}}]
+        if token.deposited_usd:
+            entry = CreditEntry(token.token_id, secrets.token_hex(8), "deposit", token.deposited_usd,
+                                "initial balance", token.created_at or int(time.time()))
+            actions.append({"Put": {"TableName": self.table, "Item": self._entry_item(entry)}})
+        self.client.transact_write_items(TransactItems=actions)
+
+    def find_token(self, token_id: str) -> TokenRecord | None:
+        """By public id (operator tools): the index finds the key, the table gives a consistent read."""
+        found = self.client.query(
+            TableName=self.table, IndexName="gsi1", KeyConditionExpression="gsi1pk = :t AND gsi1sk = :id",
+            ExpressionAttributeValues={":t": _s(TOKEN_INDEX_PK), ":id": _s(token_id)})["Items"]
+        if not found:
+            return None
+        item = self.client.get_item(TableName=self.table, Key={"pk": found[0]["pk"], "sk": found[0]["sk"]},
+                                    ConsistentRead=True).get("Item")
+        return _token_from_item(item) if item else None
+
+    def list_tokens(self) -> list[TokenRecord]:
+        """Every token, by id (operator tools and the sweeper; never on a customer's request path)."""
+        tokens, start = [], None
+        while True:
+            page = self.client.query(
+                TableName=self.table, IndexName="gsi1", KeyConditionExpression="gsi1pk = :t",
+                ExpressionAttributeValues={":t": _s(TOKEN_INDEX_PK)}, **({"ExclusiveStartKey": start} if start else {}))
+            tokens += [_token_from_item(item) for item in page["Items"]]
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return tokens
+
+    def credit(self, token: TokenRecord, amount: Decimal, *, kind: str, reason: str) -> Decimal:
+        """Add (or, negative, take back) money by hand, with its entry, in one transaction.
+
+        A negative adjustment never takes the balance below zero. Returns the new balance.
+        """
+        if kind not in ("deposit", "adjustment") or not reason.strip():
+            raise ValueError("a credit needs kind deposit/adjustment and a reason")
+        entry = CreditEntry(token.token_id, secrets.token_hex(8), kind, amount, reason.strip(), int(time.time()))
+        condition = "attribute_exists(pk)" + (" AND balance_usd >= :short" if amount < 0 else "")
+        values: dict[str, Any] = {":a": _n(amount)}
+        if amount < 0:
+            values[":short"] = _n(-amount)
+        try:
+            self.client.transact_write_items(TransactItems=[
+                {"Update": {"TableName": self.table, "Key": self._token_key(token.key_hash),
+                            "UpdateExpression": "SET balance_usd = balance_usd + :a, deposited_usd = deposited_usd + :a",
+                            "ConditionExpression": condition, "ExpressionAttributeValues": values}},
+                {"Put": {"TableName": self.table, "Item": self._entry_item(entry),
+                         "ConditionExpression": "attribute_not_exists(pk)"}},
+            ])
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "TransactionCanceledException":
+                raise ValueError("the balance does not cover that negative adjustment") from None
+            raise
+        return self._balance(token.key_hash)
+
+    def set_status(self, token: TokenRecord, status: str) -> None:
+        self.client.update_item(
+            TableName=self.table, Key=self._token_key(token.key_hash), UpdateExpression="SET #s = :s",
+            ConditionExpression="attribute_exists(pk)", ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":s": _s(status)})
+
+    # --- reading usage ------------------------------------------------------------------
+    def daily_totals(self, token_id: str, start_date: str, end_date: str) -> list[dict[str, Any]]:
+        """Daily totals per model, dates inclusive (YYYY-MM-DD), oldest first."""
+        items = self._query_usage(token_id, f"DAY#{start_date}", f"DAY#{end_date}#\uffff")
+        rows = []
+        for item in items:
+            row: dict[str, Any] = {"date": item["date"]["S"], "model": item["model"]["S"]}
+            for name in ("requests", "images", "text_input_tokens", "cached_text_input_tokens",
+                         "image_input_tokens", "image_output_tokens"):
+                row[name] = int(item.get(name, {}).get("N", "0"))
+            row["cost_usd"] = Decimal(item.get("cost_usd", {}).get("N", "0"))
+            rows.append(row)
+        return rows
+
+    def request_records(self, token_id: str, start_iso: str = "", end_iso: str = "\uffff") -> list[dict[str, Any]]:
+        """Raw request records (DynamoDB items), oldest first; expired ones filtered out."""
+        now = time.time()
+        items = self._query_usage(token_id, f"REQ#{start_iso}", f"REQ#{end_iso}")
+        return [i for i in items if int(i.get("expires_at", {}).get("N", "0")) > now]
+
+    def credit_entries(self, token_id: str) -> list[CreditEntry]:
+        return [CreditEntry(token_id=i["token_id"]["S"], entry_id=i["entry_id"]["S"], kind=i["kind"]["S"],
+                            amount_usd=Decimal(i["amount_usd"]["N"]), reason=i["reason"]["S"],
+                            created_at=int(i["created_at"]["N"]))
+                for i in self._query_usage(token_id, "TXN#", "TXN#\uffff")]
+
+    def _query_usage(self, token_id: str, low: str, high: str) -> list[dict[str, Any]]:
+        items, start = [], None
+        while True:
+            page = self.client.query(
+                TableName=self.table, KeyConditionExpression="pk = :pk AND sk BETWEEN :low AND :high",
+                ExpressionAttributeValues={":pk": _s(f"USAGE#{token_id}"), ":low": _s(low), ":high": _s(high)},
+                **({"ExclusiveStartKey": start} if start else {}))
+            items += page["Items"]
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return items
+
+    def _entry_item(self, entry: CreditEntry) -> dict[str, Any]:
+        return {
+            "pk": _s(f"USAGE#{entry.token_id}"),
+            "sk": _s(f"TXN#{_iso(entry.created_at)}#{entry.entry_id}"),
+            "token_id": _s(entry.token_id), "entry_id": _s(entry.entry_id), "kind": _s(entry.kind),
+            "amount_usd": _n(entry.amount_usd), "reason": _s(entry.reason), "created_at": _n(entry.created_at),
+        }
 
     # --- reservations -------------------------------------------------------------------
-    def reserve(self, key_hash: str, token_id: str, request_id: str, amount: Decimal) -> Hold:
+    def reserve(self, key_hash: str, token_id: str, request_id: str, amount: Decimal, *,
+                model: str = "", endpoint: str = "") -> Hold:
         now = time.time()
         try:
             result = self.client.update_item(
@@ -163,7 +298,9 @@ class Ledger:
                 ExpressionAttributeNames={"#rid": request_id, "#status": "status"},
                 ExpressionAttributeValues={
                     ":amount": _n(amount),
-                    ":hold": {"M": {"amount": _n(amount), "at": _n(int(now))}},
+                    # What the sweeper needs to release and record an abandoned request.
+                    ":hold": {"M": {"amount": _n(amount), "at": _n(int(now)), "model": _s(model),
+                                    "endpoint": _s(endpoint)}},
                     ":active": _s("active"),
                     ":now": _n(int(now)),
                 },
