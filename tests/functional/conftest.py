@@ -22,14 +22,6 @@ ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "functional-images"
 
 
-@pytest.fixture(scope="session")
-def emulator():
-    emu = UpstreamEmulator(api_key="sk-upstream-functional")
-    emu.start()
-    yield emu
-    emu.stop()
-
-
 @dataclass
 class FakeContext:
     """What Lambda passes as `context`, with a configurable time budget."""

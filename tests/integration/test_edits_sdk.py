@@ -6,7 +6,6 @@ import base64
 import hashlib
 import io
 import json
-import signal
 import subprocess
 from pathlib import Path
 
@@ -15,24 +14,10 @@ import pytest
 import requests
 from PIL import Image
 
-from tests.integration.stack import Stack
 
 pytestmark = pytest.mark.slow
 
 PROMPT = "在天空中加入热气球"
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    running = Stack(tmp_path_factory.mktemp("edits_stack"))
-    yield running
-    assert running.stop(signal.SIGTERM) == 0
-
-
-@pytest.fixture
-def client(stack) -> openai.OpenAI:
-    stack.emulator("reset")
-    return openai.OpenAI(base_url=stack.state["base_url"], api_key=stack.state["token"], max_retries=0)
 
 
 @pytest.fixture(scope="module")

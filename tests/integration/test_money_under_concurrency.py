@@ -2,7 +2,6 @@
 the handlers to DynamoDB on moto, overlapping upstream calls."""
 from __future__ import annotations
 
-import signal
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
@@ -14,13 +13,6 @@ from tests.integration.stack import Stack
 pytestmark = pytest.mark.slow
 
 MEDIUM = {"model": "gpt-image-2", "prompt": "A futuristic skyline at dusk", "size": "1024x1024", "quality": "medium"}
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    running = Stack(tmp_path_factory.mktemp("money_stack"))
-    yield running
-    assert running.stop(signal.SIGTERM) == 0
 
 
 def ledger_view(stack: Stack, secret: str) -> dict:

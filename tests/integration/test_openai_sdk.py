@@ -23,19 +23,6 @@ pytestmark = pytest.mark.slow
 QUICKSTART = {"model": "gpt-image-2", "prompt": "A futuristic skyline at dusk", "size": "1024x1024"}
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    running = Stack(tmp_path_factory.mktemp("sdk_stack"))
-    yield running
-    assert running.stop(signal.SIGTERM) == 0
-
-
-@pytest.fixture
-def client(stack) -> openai.OpenAI:
-    stack.emulator("reset")
-    return openai.OpenAI(base_url=stack.state["base_url"], api_key=stack.state["token"], max_retries=0)
-
-
 def png(data: bytes) -> Image.Image:
     image = Image.open(io.BytesIO(data))
     assert image.format == "PNG"

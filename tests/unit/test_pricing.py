@@ -7,7 +7,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 
-from common.catalog import Catalog, ModelSpec, get_catalog
+from common.catalog import Catalog, ModelSpec
 from common.pricing import (
     KINDS,
     TokenUsage,
@@ -22,16 +22,6 @@ MODELS = ("gpt-image-2", "gpt-image-1.5", "gpt-image-1-mini")
 FIXED_SIZES = ("1024x1024", "1536x1024", "1024x1536")
 
 
-@pytest.fixture
-def catalog(monkeypatch) -> Catalog:
-    """The shipped catalog.json, whatever the environment says (and without touching the cache)."""
-    monkeypatch.delenv("MODEL_CATALOG_JSON", raising=False)
-    return get_catalog.__wrapped__()
-
-
-@pytest.fixture
-def gpt_image_2(catalog) -> ModelSpec:
-    return catalog.get("gpt-image-2")
 
 
 def reserve(spec: ModelSpec, catalog: Catalog, *, prompt: str = "a cat", n: int = 1, size: str | None = "1024x1024",

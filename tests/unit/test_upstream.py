@@ -9,31 +9,14 @@ from typing import Any
 
 import pytest
 from requests.structures import CaseInsensitiveDict
-from urllib3.exceptions import InvalidHeader
 
 from common.errors import ApiError
 from common.upstream import POLICY, RETRY_STATUSES, Upstream, UpstreamReply, error_from_reply, rejects_parameter
-from local_stack.upstream_emulator import UpstreamEmulator
 
-PLATFORM_KEY = "sk-platform-unit-0123456789"
+from tests.conftest import PLATFORM_KEY
 PATH = "/images/generations"
 BODY = {"model": "gpt-image-2", "prompt": "a cat", "size": "1024x1024", "quality": "low"}
 ERROR_KEYS = {"message", "type", "param", "code"}
-
-
-@pytest.fixture(scope="module")
-def emulator():
-    emu = UpstreamEmulator(api_key=PLATFORM_KEY)
-    emu.start()
-    yield emu
-    emu.stop()
-
-
-@pytest.fixture
-def emu(emulator):
-    emulator.reset()
-    yield emulator
-    emulator.reset()
 
 
 @pytest.fixture

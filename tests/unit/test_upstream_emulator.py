@@ -10,26 +10,10 @@ import requests
 from openai import OpenAI
 from PIL import Image
 
-from local_stack.upstream_emulator import UpstreamEmulator
 
 RESPONSE_FORMAT_ERROR = {"error": {"message": "Unknown parameter: 'response_format'.",
                                    "type": "invalid_request_error", "param": "response_format",
                                    "code": "unknown_parameter"}}
-
-
-@pytest.fixture(scope="module")
-def emulator():
-    emu = UpstreamEmulator(api_key="sk-test-upstream-key")
-    emu.start()
-    yield emu
-    emu.stop()
-
-
-@pytest.fixture
-def emu(emulator):
-    emulator.reset()
-    yield emulator
-    emulator.reset()
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from common.catalog import Catalog, ModelSpec, get_catalog
+from common.catalog import ModelSpec
 from common.errors import ApiError
 from common.schemas import GenerationRequest
 from common.validation import (
@@ -27,16 +27,6 @@ ERROR_KEYS = {"message", "type", "param", "code"}
 
 # --------------------------------------------------------------------------- helpers
 
-@pytest.fixture
-def catalog(monkeypatch) -> Catalog:
-    """The shipped catalog.json, whatever the environment says (and without touching the cache)."""
-    monkeypatch.delenv("MODEL_CATALOG_JSON", raising=False)
-    return get_catalog.__wrapped__()
-
-
-@pytest.fixture
-def gpt_image_2(catalog) -> ModelSpec:
-    return catalog.get("gpt-image-2")
 
 
 @pytest.fixture
