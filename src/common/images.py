@@ -31,6 +31,8 @@ from common.validation import check_options, parse_json_object, parse_model, res
 
 # Time kept back from the deadline to store images, settle and answer before API Gateway gives up.
 RESPONSE_MARGIN_SECONDS = 2.5
+# Lambda returns at most 6,291,556 bytes of JSON (body, headers and envelope): keep room for the rest.
+MAX_RESPONSE_BODY_BYTES = 6_200_000
 # Parameters that drive cost, kept with every request record.
 COST_PARAMS = ("size", "quality", "n", "output_format", "background", "response_format", "stream",
                "partial_images", "input_fidelity")
@@ -43,6 +45,19 @@ def image_url_not_available() -> ApiError:
         "Omit response_format (or send b64_json) to receive the image as base64.",
         param="response_format",
         code="image_url_not_available",
+    )
+
+
+def response_too_large(size: int, job: ImageJob) -> ApiError:
+    # Checked before settling: an answer Lambda cannot return must not be charged.
+    hint = "" if job.options.response_format == "url" else "response_format=url, "
+    return ApiError(
+        400,
+        f"The generated images come to {size / 1_000_000:.1f} MB as base64, more than the 6 MB a response can "
+        f"carry here. Ask for {hint}fewer images (n), a smaller size, or output_format jpeg/webp with "
+        "output_compression. You have not been charged.",
+        param="response_format" if hint else "n",
+        code="response_too_large",
     )
 
 
@@ -110,6 +125,9 @@ def run_metered(request: Request, key_hash: str, token_id: str, job: ImageJob) -
         cost = cost_of(usage, job.spec, job.multiplier)
         if want_url:
             _replace_b64_with_urls(answer, job)
+        body = answer.serialized()
+        if len(body) > MAX_RESPONSE_BODY_BYTES:
+            raise response_too_large(len(body), job)
     except BaseException as exc:
         error = exc if isinstance(exc, ApiError) else None
         get_ledger().release(hold, Outcome(
@@ -128,7 +146,10 @@ def run_metered(request: Request, key_hash: str, token_id: str, job: ImageJob) -
     logger.info("image request settled", extra={"images": answer.images, "charged_usd": str(charged),
                                                  "upstream_ms": upstream_ms, "billing_basis": basis})
     headers = {"x-gateway-cost-usd": str(charged), "x-gateway-balance-usd": str(balance)}
-    return answer.to_response(request.request_id, headers)
+    response = json_response(200, body, request.request_id, headers)
+    if answer.stream is not None:
+        response["headers"]["Content-Type"] = "text/event-stream"
+    return response
 
 
 def _reserve(key_hash: str, token_id: str, request_id: str, job: ImageJob) -> Hold:
@@ -207,12 +228,10 @@ class Answer:
     def usage(self) -> TokenUsage | None:
         return TokenUsage.from_upstream(self.raw_usage) if self.raw_usage else None
 
-    def to_response(self, request_id: str, headers: dict[str, str]) -> dict:
+    def serialized(self) -> str:
         if self.stream is not None:
-            response = json_response(200, self.stream.decode("utf-8"), request_id, headers)
-            response["headers"]["Content-Type"] = "text/event-stream"
-            return response
-        return json_response(200, self.body, request_id, headers)
+            return self.stream.decode("utf-8")
+        return json.dumps(self.body, separators=(",", ":"))
 
 
 def _parse_answer(reply: UpstreamReply, job: ImageJob) -> Answer:

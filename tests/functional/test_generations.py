@@ -364,3 +364,18 @@ def test_image_requests_reuse_a_recently_read_token_record(gateway, monkeypatch)
     # The models route always reads afresh.
     gateway.models(token)
     assert len(reads) == 2
+
+
+def test_an_answer_too_large_for_lambda_is_refused_uncharged_and_points_to_url_mode(gateway, monkeypatch):
+    # Given a response limit smaller than the answer (in AWS: Lambda's 6 MB)
+    from common import images
+
+    monkeypatch.setattr(images, "MAX_RESPONSE_BODY_BYTES", 1000)
+    token = gateway.token()
+    reply = gateway.generate({**QUICKSTART, "n": 2}, token)
+    # Then the customer hears why and what to do, and pays nothing for images they never got
+    assert (reply.status, reply.error["code"], reply.error["param"]) == (400, "response_too_large", "response_format")
+    assert "response_format=url" in reply.error["message"]
+    assert gateway.balance(token) == Decimal("10")
+    [record] = gateway.records(token)
+    assert (record["outcome"]["S"], record["charged_usd"]["N"]) == ("response_too_large", "0")
