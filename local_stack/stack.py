@@ -76,6 +76,11 @@ class LocalStack:
         self.log_path: Path | None = (None if log.lower() == "stdout" else Path(log) if log
                                       else self.template_path.resolve().parent / ".local" / "gateway.log")
 
+        # The state for other tools on this machine (`python -m admin --local`): always written once
+        # ready, removed on stop; GATEWAY_STATE_FILE, when set, is written as well (by __main__).
+        self.published_state_path = self.template_path.resolve().parent / ".local" / "stack.json"
+        self._published: Path | None = None
+
         # Filled by start().
         self.template: Template | None = None
         self.base_url = ""  # http://127.0.0.1:PORT/v1
@@ -146,6 +151,7 @@ class LocalStack:
         self.base_url = f"{self._gateway.url}/v1"
         self._wait_until_ready()
         self._gateway.access_log = self.console
+        self._publish_state()
 
     def _load_template(self) -> Template:
         if not self.template_path.is_file():
@@ -248,6 +254,7 @@ class LocalStack:
 
     def stop(self) -> None:
         """Stop everything start() started, in reverse order; safe to call twice."""
+        self._unpublish_state()
         if self._gateway is not None:
             self._gateway.stop()
             self._gateway = None
@@ -300,6 +307,25 @@ class LocalStack:
         partial.write_text(json.dumps(self.state(), indent=2) + "\n", encoding="utf-8")
         partial.replace(path)  # atomic: a reader never sees half a file
 
+    def _publish_state(self) -> None:
+        """Write .local/stack.json, unless another stack that is still running wrote it (a test's
+        stack must not hide the developer's `make run`)."""
+        path = self.published_state_path
+        owner = _state_pid(path)
+        if owner is not None and owner != os.getpid() and _is_running(owner):
+            return
+        try:
+            self.write_state(path)
+        except OSError as error:  # a read-only checkout still runs; only the tools lose the shortcut
+            print(f"note: cannot write {path} ({error.strerror})", file=self.console)
+            return
+        self._published = path
+
+    def _unpublish_state(self) -> None:
+        path, self._published = self._published, None
+        if path is not None and _state_pid(path) == os.getpid():
+            path.unlink(missing_ok=True)
+
     def banner(self) -> str:
         base = self.gateway_url
         storage = (f"on (bucket {self.bucket}; response_format=url answers presigned moto URLs)"
@@ -337,6 +363,24 @@ class LocalStack:
             "Ctrl-C stops everything.",
             "",
         ])
+
+
+def _state_pid(path: Path) -> int | None:
+    try:
+        pid = json.loads(path.read_text(encoding="utf-8")).get("pid")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return pid if isinstance(pid, int) else None
+
+
+def _is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
 
 
 __all__ = ["LocalStack", "StackError", "TemplateError"]
