@@ -3,9 +3,12 @@ own table), the upstream emulator on loopback in place of OpenAI."""
 from __future__ import annotations
 
 import base64
+import importlib
 import json
+import re
 import uuid
 from dataclasses import dataclass
+from functools import lru_cache
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -40,8 +43,10 @@ class FakeContext:
 
 
 def api_event(method: str, path: str, *, body: Any = None, token: str | None = None,
-              headers: dict[str, str] | None = None, binary: bool = False) -> dict:
-    """An API Gateway REST proxy event (v1) like the deployed API sends."""
+              headers: dict[str, str] | None = None, binary: bool = False, resource: str | None = None,
+              query: dict[str, str] | None = None, path_params: dict[str, str] | None = None) -> dict:
+    """An API Gateway REST proxy event (v1) like the deployed API sends (`resource`: the template's
+    path, e.g. /v1/models/{model}, when it has parameters)."""
     all_headers = {"Content-Type": "application/json", **(headers or {})}
     if token is not None:
         all_headers["Authorization"] = f"Bearer {token}"
@@ -51,11 +56,13 @@ def api_event(method: str, path: str, *, body: Any = None, token: str | None = N
         body, binary = base64.b64encode(body).decode(), True
     request_id = str(uuid.uuid4())
     return {
-        "resource": path, "path": path, "httpMethod": method, "headers": all_headers,
+        "resource": resource or path, "path": path, "httpMethod": method, "headers": all_headers,
         "multiValueHeaders": {k: [v] for k, v in all_headers.items()},
-        "queryStringParameters": None, "multiValueQueryStringParameters": None, "pathParameters": None,
+        "queryStringParameters": query or None,
+        "multiValueQueryStringParameters": {k: [v] for k, v in query.items()} if query else None,
+        "pathParameters": path_params or None,
         "stageVariables": None, "body": body, "isBase64Encoded": binary,
-        "requestContext": {"requestId": request_id, "resourcePath": path, "httpMethod": method,
+        "requestContext": {"requestId": request_id, "resourcePath": resource or path, "httpMethod": method,
                            "stage": "prod", "path": f"/prod{path}", "identity": {"sourceIp": "127.0.0.1"}},
     }
 
@@ -105,6 +112,35 @@ class Gateway:
         from handlers.models import handler
 
         return Reply(handler(api_event("GET", "/v1/models", token=token), FakeContext()))
+
+    def get(self, path: str, token: str | None, query: dict[str, str] | None = None,
+            path_params: dict[str, str] | None = None) -> "Reply":
+        """GET any route of template.yaml through the handler the template names: `path` as a client
+        sends it (/v1/models/gpt-image-2) or as the template has it with `path_params` to fill in."""
+        route, params = _get_route(path, path_params)
+        concrete = re.sub(r"\{([^}]+)\}", lambda m: params[m.group(1)], route.path)
+        module, _, name = route.handler.rpartition(".")
+        handler = getattr(importlib.import_module(module), name)
+        event = api_event("GET", concrete, token=token, resource=route.path, query=query, path_params=params)
+        return Reply(handler(event, FakeContext()))
+
+
+@lru_cache(maxsize=1)
+def _get_routes() -> tuple:
+    return tuple(route for route in Template(ROOT / "template.yaml").api.routes if route.method == "GET")
+
+
+def _get_route(path: str, path_params: dict[str, str] | None):
+    for route in _get_routes():
+        if path_params is not None:
+            if route.path == path:
+                return route, dict(path_params)
+            continue
+        pattern = re.sub(r"\\\{([^}]+)\\\}", r"(?P<\1>[^/]+)", re.escape(route.path))
+        match = re.fullmatch(pattern, path)
+        if match:
+            return route, match.groupdict()
+    raise LookupError(f"template.yaml has no GET {path}")
 
 
 @dataclass

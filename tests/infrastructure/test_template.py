@@ -23,7 +23,39 @@ EXPECTED_ROUTES = {
     ("POST", "/v1/images/generations"): "GenerationsFunction",
     ("POST", "/v1/images/edits"): "EditsFunction",
     ("GET", "/v1/models"): "ModelsFunction",
+    ("GET", "/v1/models/{model}"): "ModelFunction",
+    ("GET", "/v1/pricing"): "PricingFunction",
+    ("GET", "/v1/usage"): "UsageFunction",
+    ("GET", "/v1/dashboard/billing/subscription"): "BillingSubscriptionFunction",
+    ("GET", "/v1/dashboard/billing/usage"): "BillingUsageFunction",
+    # where ChatGPT-Next-Web asks ({base}/dashboard/..., without /v1)
+    ("GET", "/dashboard/billing/subscription"): "BillingSubscriptionFunction",
+    ("GET", "/dashboard/billing/usage"): "BillingUsageFunction",
 }
+
+EXPECTED_HANDLERS = {
+    "GenerationsFunction": "handlers.generations.handler",
+    "EditsFunction": "handlers.edits.handler",
+    "ModelsFunction": "handlers.models.handler",
+    "ModelFunction": "handlers.model.handler",
+    "PricingFunction": "handlers.pricing.handler",
+    "UsageFunction": "handlers.usage.handler",
+    "BillingSubscriptionFunction": "handlers.billing_subscription.handler",
+    "BillingUsageFunction": "handlers.billing_usage.handler",
+    "SweeperFunction": "handlers.sweeper.handler",
+}
+
+# Read-only customer routes: the token by GetItem, their own usage by Query on the base table.
+READ_ONLY_ACTIONS = {
+    "ModelsFunction": {"dynamodb:GetItem"},
+    "ModelFunction": {"dynamodb:GetItem"},
+    "PricingFunction": {"dynamodb:GetItem"},
+    "BillingSubscriptionFunction": {"dynamodb:GetItem"},
+    "UsageFunction": {"dynamodb:GetItem", "dynamodb:Query"},
+    "BillingUsageFunction": {"dynamodb:GetItem", "dynamodb:Query"},
+}
+
+TABLE_ARN = {"Fn::GetAtt": ["GatewayTable", "Arn"]}
 
 EXPECTED_ENVIRONMENT = {
     "TABLE_NAME",
@@ -175,8 +207,13 @@ def test_every_function_is_built_by_its_src_makefile_target(template):
         assert "compileall" in dry_run.stdout, fn_name
 
 
-def test_routes_are_exactly_generations_edits_and_models(template):
+def test_routes_are_exactly_the_images_models_and_billing_routes(template):
     assert template_routes(template) == EXPECTED_ROUTES
+
+
+def test_every_function_but_the_sweeper_serves_a_route(template):
+    serving = {fn for fn, _, _ in api_events(template)}
+    assert set(functions(template)) - serving == {"SweeperFunction"}
 
 
 def test_every_api_event_belongs_to_the_images_api(template):
@@ -185,9 +222,7 @@ def test_every_api_event_belongs_to_the_images_api(template):
 
 
 def test_handlers_are_the_ones_the_architecture_names(template):
-    fns = functions(template)
-    assert fns["GenerationsFunction"]["Handler"] == "handlers.generations.handler"
-    assert fns["ModelsFunction"]["Handler"] == "handlers.models.handler"
+    assert {name: props["Handler"] for name, props in functions(template).items()} == EXPECTED_HANDLERS
 
 
 def test_functions_run_python_3_13_on_arm64_with_tracing(template):
@@ -336,6 +371,41 @@ def test_models_function_can_only_get_items_from_the_table(template):
     assert len(statements) == 1
     assert as_list(statements[0]["Action"]) == ["dynamodb:GetItem"]
     assert statements[0]["Resource"] == {"Fn::GetAtt": ["GatewayTable", "Arn"]}
+
+
+@pytest.mark.parametrize("fn_name", sorted(READ_ONLY_ACTIONS))
+def test_read_only_functions_may_only_read_the_table_and_never_its_index(template, fn_name):
+    statements = policy_statements(functions(template)[fn_name])
+    assert [s["Effect"] for s in statements] == ["Allow"] * len(statements)
+    actions = {action for s in statements for action in as_list(s["Action"])}
+    assert actions == READ_ONLY_ACTIONS[fn_name]
+    for statement in statements:
+        assert as_list(statement["Resource"]) == [TABLE_ARN], f"{fn_name}: {statement['Resource']}"
+
+
+def test_the_sweeper_runs_every_5_minutes_outside_the_request_timeout(template):
+    sweeper = functions(template)["SweeperFunction"]
+    assert sweeper["Handler"] == "handlers.sweeper.handler"
+    (event,) = sweeper["Events"].values()
+    assert event["Type"] == "Schedule"
+    assert event["Properties"]["Schedule"] == "rate(5 minutes)"
+    # It is not behind API Gateway: its own timeout, not the Globals' request timeout, and long
+    # enough to walk every token.
+    assert template["Resources"]["SweeperFunction"]["Properties"]["Timeout"] == 120
+    assert sweeper["Timeout"] != template["Globals"]["Function"]["Timeout"]
+
+
+def test_the_sweeper_may_list_tokens_on_the_index_and_release_holds_on_the_table(template):
+    statements = policy_statements(functions(template)["SweeperFunction"])
+    grants = {(action, json.dumps(s["Resource"], sort_keys=True))
+              for s in statements for action in as_list(s["Action"])}
+    table, index = json.dumps(TABLE_ARN), json.dumps({"Fn::Sub": "${GatewayTable.Arn}/index/gsi1"})
+    assert grants == {
+        ("dynamodb:Query", index),  # Ledger.list_tokens
+        ("dynamodb:GetItem", table),  # Ledger.release: the balance after, the hold's state
+        ("dynamodb:UpdateItem", table),  # Ledger.release: one transaction of an update ...
+        ("dynamodb:PutItem", table),  # ... and the request record
+    }
 
 
 def test_each_function_has_a_log_group_with_retention_named_after_it(template):
@@ -564,7 +634,19 @@ def test_the_sample_events_exist():
         "generations_url.json",
         "generations_invalid_size.json",
         "models_list.json",
+        "model_retrieve.json",
+        "pricing.json",
+        "usage.json",
+        "billing_subscription.json",
+        "billing_usage.json",
     }
+
+
+def test_every_get_route_has_a_sample_event(template):
+    sampled = {(load_event(p)["httpMethod"], load_event(p)["resource"]) for p in EVENT_FILES}
+    for (method, path), fn_name in template_routes(template).items():
+        if path.startswith("/v1/"):
+            assert (method, path) in sampled, f"no sample event for {method} {path} ({fn_name})"
 
 
 @pytest.mark.parametrize("path", EVENT_FILES, ids=lambda p: p.name)
@@ -588,7 +670,12 @@ def test_each_event_is_a_rest_proxy_event_routed_to_an_existing_route(path, temp
         assert key in event, f"missing {key}"
     route = (event["httpMethod"], event["resource"])
     assert route in template_routes(template), f"{route} is not a route of the template"
-    assert event["path"] == event["resource"]  # no path parameters in these routes
+    # the path is the resource with its {parameters} filled in from pathParameters
+    parameters = event["pathParameters"] or {}
+    assert set(parameters) == set(re.findall(r"\{([^}]+)\}", event["resource"]))
+    assert event["path"] == re.sub(r"\{([^}]+)\}", lambda m: parameters[m.group(1)], event["resource"])
+    query = event["queryStringParameters"]
+    assert event["multiValueQueryStringParameters"] == ({k: [v] for k, v in query.items()} if query else None)
 
     context = event["requestContext"]
     assert context["resourcePath"] == event["resource"]
@@ -639,3 +726,12 @@ def test_invalid_size_event_sends_a_size_gpt_image_2_rejects():
 def test_models_event_lists_models():
     event = load_event(EVENTS_DIR / "models_list.json")
     assert (event["httpMethod"], event["resource"]) == ("GET", "/v1/models")
+
+
+def test_billing_events_ask_for_a_model_and_date_ranges():
+    retrieve = load_event(EVENTS_DIR / "model_retrieve.json")
+    assert (retrieve["resource"], retrieve["pathParameters"]) == ("/v1/models/{model}", {"model": "gpt-image-2"})
+    for name in ("usage.json", "billing_usage.json"):
+        query = load_event(EVENTS_DIR / name)["queryStringParameters"]
+        assert set(query) == {"start_date", "end_date"}
+        assert all(re.fullmatch(r"\d{4}-\d{2}-\d{2}", value) for value in query.values())
