@@ -105,10 +105,10 @@ def measure_overhead(rounds: int, warmup: int) -> dict:
     }
 
 
-def time_import(code: str, runs: int, package: Path | None = None) -> tuple[float, float]:
-    """Median wall time (ms) and peak RSS (MiB) of `code` in fresh interpreters.
+def import_probe(code: str, package: Path | None = None) -> tuple[list[str], Path, dict[str, str]]:
+    """The command, working directory and environment that time `code` in a fresh interpreter.
 
-    With `package`, the interpreters load it like Lambda loads /var/task: it is the working
+    With `package`, the interpreter loads it like Lambda loads /var/task: it is the working
     directory and comes first on sys.path, and (read-only there) no .pyc file gets written."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))} | LAMBDA_ENV
     if package is None:
@@ -123,15 +123,33 @@ def time_import(code: str, runs: int, package: Path | None = None) -> tuple[floa
     script = (f"import time, resource, sys; {setup}t = time.perf_counter(); "
               f"{code}; ms = (time.perf_counter() - t) * 1000{check}; "
               "print(ms, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
-    times, memory = [], []
+    return [sys.executable, "-c", script], cwd, env
+
+
+def run_probe(probe: tuple[list[str], Path, dict[str, str]]) -> tuple[float, float]:
+    """Wall time (ms) and peak RSS (MiB) of one fresh interpreter."""
+    command, cwd, env = probe
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"cold import failed: {done.stderr.strip()[-2000:]}")
+    ms, mb = done.stdout.split()
+    return float(ms), float(mb)
+
+
+def measure_cold_starts(handlers: dict[str, str], packages: dict[str, Path], runs: int) -> dict[str, dict]:
+    """Interleaved: each round times the baseline and every handler once, so that the machine's
+    drift during the run touches all of them alike; ratios are per round, then the median."""
+    probes = {"baseline": import_probe(BASELINE)} | {
+        function: import_probe(HANDLER_INIT.format(name=name), packages[function]) for function, name in handlers.items()}
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in probes}
     for _ in range(runs):
-        done = subprocess.run([sys.executable, "-c", script], cwd=cwd, env=env, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise SystemExit(f"cold import failed: {done.stderr.strip()[-2000:]}")
-        out = done.stdout.split()
-        times.append(float(out[0]))
-        memory.append(float(out[1]))
-    return statistics.median(times), statistics.median(memory)
+        for name, probe in probes.items():
+            samples[name].append(run_probe(probe))
+    base = [ms for ms, _ in samples["baseline"]]
+    return {name: {"ms": statistics.median(ms for ms, _ in runs_),
+                   "mb": statistics.median(mb for _, mb in runs_),
+                   "ratio": statistics.median(ms / b for (ms, _), b in zip(runs_, base))}
+            for name, runs_ in samples.items()}
 
 
 def functions() -> dict[str, str]:
@@ -161,7 +179,7 @@ def build_packages(tmp: Path, names: list[str]) -> tuple[dict[str, Path], str]:
     """Each function's package to measure, and a line saying what it is."""
     sam_dir = tmp / "sam"
     started = time.perf_counter()
-    run([str(VENV_BIN / "sam"), "build", "--template", "template.yaml", "--build-dir", str(sam_dir), "--no-cached"])
+    run([str(VENV_BIN / "sam"), "build", "--template", "template.yaml", "--build-dir", str(sam_dir), "--no-cached", "--parallel"])
     sam_s = time.perf_counter() - started
     packages = {name: sam_dir / name for name in names}
     sample = packages[names[0]]
@@ -192,15 +210,14 @@ def main() -> None:
     handlers = functions()
     with tempfile.TemporaryDirectory() as tmp:
         packages, what = build_packages(Path(tmp), list(handlers))
-        print(f"Cold start ({args.import_runs} fresh interpreters each, median), from the built package:\n{what}")
-        base_ms, base_mb = time_import(BASELINE, args.import_runs)
-        print(f"| what | import ms | x boto3 | peak RSS MiB |\n|---|---|---|---|")
-        print(f"| `import boto3` + one client | {base_ms:.0f} | 1.00 | {base_mb:.0f} |")
-        ratios = []
-        for function, name in handlers.items():
-            ms, mb = time_import(HANDLER_INIT.format(name=name), args.import_runs, packages[function])
-            ratios.append(ms / base_ms)
-            print(f"| handlers.{name} ({function}) | {ms:.0f} | {ms / base_ms:.2f} | {mb:.0f} |")
+        print(f"Cold start ({args.import_runs} interleaved rounds, medians), from the built package:\n{what}")
+        cold = measure_cold_starts(handlers, packages, args.import_runs)
+    print("| what | import ms | x boto3 (per round) | peak RSS MiB |\n|---|---|---|---|")
+    print(f"| `import boto3` + one client | {cold['baseline']['ms']:.0f} | 1.00 | {cold['baseline']['mb']:.0f} |")
+    for function, name in handlers.items():
+        row = cold[function]
+        print(f"| handlers.{name} ({function}) | {row['ms']:.0f} | {row['ratio']:.2f} | {row['mb']:.0f} |")
+    ratios = [cold[function]["ratio"] for function in handlers]
 
     print(f"\nOverhead per request, b64 mode ({args.rounds} interleaved pairs after {args.warmup} warm-up):")
     result = measure_overhead(args.rounds, args.warmup)
