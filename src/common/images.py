@@ -109,8 +109,9 @@ def run_metered(request: Request, key_hash: str, token_id: str, job: ImageJob) -
     logger.append_keys(token_id=token_id, model=job.spec.id)
     job.params = {**{k: job.payload[k] for k in COST_PARAMS if job.payload.get(k) is not None}, **job.params}
     hold = _reserve(key_hash, token_id, request.request_id, job)
-    deadline = request.started + min(request.remaining_ms() / 1000, settings.request_timeout_seconds) \
-        - RESPONSE_MARGIN_SECONDS
+    # The earlier of the function's own end and API Gateway's, less the time to answer.
+    deadline = min(time.monotonic() + request.remaining_ms() / 1000,
+                   request.started + settings.request_timeout_seconds) - RESPONSE_MARGIN_SECONDS
     upstream_ms = 0
     try:
         reply = _call_upstream(job, deadline, want_url)
