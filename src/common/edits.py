@@ -10,14 +10,13 @@ Both then take the same metered path as generations (reserve, call, settle or re
 """
 from __future__ import annotations
 
-from decimal import Decimal
 
 from common.apigw import Request
 from common.catalog import get_catalog
 from common.config import get_settings
 from common.errors import ApiError
 from common.images import ImageJob, run_metered
-from common.pricing import reservation_for_generation
+from common.pricing import effective_multiplier, reservation_for_generation
 from common.schemas import EditRequest, ImageOptions, MultipartEditFields
 from common.tokens import authenticate
 from common.uploads import UploadedFile, parse_multipart
@@ -44,7 +43,7 @@ def edit_images(request: Request) -> dict:
     spec = resolve_model(options.model, catalog, settings.default_model, token.allowed_models)
     check_options(options, spec)
     payload["model"] = spec.id
-    multiplier = settings.price_multiplier * (token.price_multiplier or Decimal(1))
+    multiplier = effective_multiplier(settings.price_multiplier, token.price_multiplier)
     job = ImageJob(
         endpoint="edits",
         spec=spec,

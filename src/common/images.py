@@ -22,7 +22,8 @@ from common.config import get_settings
 from common.errors import ApiError, insufficient_quota, invalid_api_key, upstream_error
 from common.ledger import Hold, Outcome, ReservationRefused, get_ledger
 from common.observability import logger, metrics
-from common.pricing import TokenUsage, cost_of, output_tokens_per_image, reservation_for_generation
+from common.pricing import (TokenUsage, cost_of, effective_multiplier, output_tokens_per_image,
+                            reservation_for_generation)
 from common.schemas import GenerationRequest, ImageOptions, ImagesResponse
 from common.tokens import authenticate, forget
 from common.uploads import UploadedFile
@@ -85,7 +86,7 @@ def generate_images(request: Request) -> dict:
     options = parse_model(GenerationRequest, body)
     spec = resolve_model(options.model, catalog, settings.default_model, token.allowed_models)
     check_options(options, spec)
-    multiplier = settings.price_multiplier * (token.price_multiplier or Decimal(1))
+    multiplier = effective_multiplier(settings.price_multiplier, token.price_multiplier)
     job = ImageJob(
         endpoint="generations",
         spec=spec,

@@ -14,7 +14,7 @@ from typing import Any
 from common.apigw import Request, json_response
 from common.catalog import ModelSpec, get_catalog
 from common.config import get_settings
-from common.pricing import KINDS, estimate_per_image
+from common.pricing import KINDS, effective_multiplier, estimate_per_image
 from common.tokens import authenticate
 
 ESTIMATE_SIZES = ("1024x1024", "1024x1536", "1536x1024")
@@ -24,7 +24,7 @@ DISPLAY_STEP = Decimal("0.001")
 
 def price_list(request: Request) -> dict:
     token = authenticate(request.header("authorization"))
-    multiplier = get_settings().price_multiplier * (token.price_multiplier or Decimal(1))
+    multiplier = effective_multiplier(get_settings().price_multiplier, token.price_multiplier)
     catalog = get_catalog()
     allowed = token.allowed_models
     data = [

@@ -64,6 +64,11 @@ class Cost:
         return sum(self.by_kind.values(), Decimal(0))
 
 
+def effective_multiplier(platform: Decimal, token: Decimal | None) -> Decimal:
+    """What a token's prices are scaled by: the deployment's multiplier times the token's own."""
+    return platform * (token if token is not None else Decimal(1))
+
+
 def cost_of(usage: TokenUsage, spec: ModelSpec, multiplier: Decimal = Decimal(1)) -> Cost:
     rates = spec.rates
     by_kind = {kind: getattr(usage, kind) * getattr(rates, kind) * multiplier / MILLION for kind in KINDS}
