@@ -20,6 +20,7 @@ Money moves only by conditional writes:
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import time
@@ -136,6 +137,12 @@ def _token_from_item(item: dict[str, Any]) -> TokenRecord:
     )
 
 
+def _idempotency(*parts: str) -> str:
+    """A ClientRequestToken: botocore retrying a transaction whose reply was lost then gets the
+    first outcome back instead of a condition failure (DynamoDB keeps it for 10 minutes)."""
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:36]
+
+
 def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -177,7 +184,7 @@ class Ledger:
             entry = CreditEntry(token.token_id, secrets.token_hex(8), "deposit", token.deposited_usd,
                                 "initial balance", token.created_at or int(time.time()))
             actions.append({"Put": {"TableName": self.table, "Item": self._entry_item(entry)}})
-        self.client.transact_write_items(TransactItems=actions)
+        self.client.transact_write_items(TransactItems=actions, ClientRequestToken=_idempotency("create", token.token_id))
 
     def find_token(self, token_id: str) -> TokenRecord | None:
         """By public id (operator tools): the index finds the key, the table gives a consistent read."""
@@ -215,7 +222,7 @@ class Ledger:
         if amount < 0:
             values[":short"] = _n(-amount)
         try:
-            self.client.transact_write_items(TransactItems=[
+            self.client.transact_write_items(ClientRequestToken=_idempotency("credit", entry.entry_id), TransactItems=[
                 {"Update": {"TableName": self.table, "Key": self._token_key(token.key_hash),
                             "UpdateExpression": "SET balance_usd = balance_usd + :a, deposited_usd = deposited_usd + :a",
                             "ConditionExpression": condition, "ExpressionAttributeValues": values}},
@@ -379,7 +386,8 @@ class Ledger:
         if charged > 0:
             items.append({"Update": self._daily_update(hold, outcome, charged)})
         try:
-            self.client.transact_write_items(TransactItems=items)
+            self.client.transact_write_items(
+                TransactItems=items, ClientRequestToken=_idempotency("finish", hold.request_id, str(charged)))
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "TransactionCanceledException":
                 raise
