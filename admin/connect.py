@@ -10,7 +10,6 @@ Three ways, in this order:
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import boto3
 from botocore.config import Config
 
 from admin import REPO_ROOT
+from local_stack.stack import is_running
 
 DEFAULT_STATE_FILE = REPO_ROOT / ".local" / "stack.json"
 LOCAL_REGION = "us-east-1"
@@ -98,7 +98,7 @@ def local_target(path: Path) -> Target:
     if not endpoint or not table:
         raise ConnectionProblem(f"{path} has no moto_endpoint/table: not a local stack state file")
     pid = state.get("pid")
-    if isinstance(pid, int) and not _is_running(pid):
+    if isinstance(pid, int) and not is_running(pid):
         raise ConnectionProblem(f"the local stack that wrote {path} (pid {pid}) is not running any more: "
                                 "start it with `make run`")
     session = boto3.session.Session(region_name=LOCAL_REGION, **LOCAL_CREDENTIALS)
@@ -107,13 +107,3 @@ def local_target(path: Path) -> Target:
                     proxies={})
     client = session.client("dynamodb", endpoint_url=endpoint, config=config)
     return Target(table, client, f"local stack at {endpoint} (table {table}; is `make run` still running?)")
-
-
-def _is_running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)  # signal 0: only asks whether the process exists
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # it exists, under another user
-    return True

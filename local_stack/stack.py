@@ -312,7 +312,7 @@ class LocalStack:
         stack must not hide the developer's `make run`)."""
         path = self.published_state_path
         owner = _state_pid(path)
-        if owner is not None and owner != os.getpid() and _is_running(owner):
+        if owner is not None and owner != os.getpid() and is_running(owner):
             return
         try:
             self.write_state(path)
@@ -373,7 +373,7 @@ def _state_pid(path: Path) -> int | None:
     return pid if isinstance(pid, int) else None
 
 
-def _is_running(pid: int) -> bool:
+def is_running(pid: int) -> bool:
     try:
         os.kill(pid, 0)  # signal 0: only asks whether the process exists
     except ProcessLookupError:
