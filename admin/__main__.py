@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence
 
 from admin import connect, values
 from admin.values import money, when
+from common.ledger import HoldDetail
 
 PROG = "python -m admin"
 CSV_HEADER = ["date", "model", "requests", "images", "text_input_tokens", "cached_text_input_tokens",
@@ -208,9 +209,10 @@ def cmd_show(ledger: Any, args: argparse.Namespace) -> int:
     entries = ledger.credit_entries(token.token_id)
     records = ledger.request_records(token.token_id)
     books = _reconcile(token, entries, records)
-    holds = [{"request_id": rid, "amount_usd": money(amount), "started_at": _iso(token.hold_started.get(rid)),
-              "model": token.hold_labels.get(rid, ("", ""))[0], "endpoint": token.hold_labels.get(rid, ("", ""))[1]}
-             for rid, amount in sorted(token.holds.items(), key=lambda kv: token.hold_started.get(kv[0], 0))]
+    details = {rid: token.hold_details.get(rid, HoldDetail(started_at=0)) for rid in token.holds}
+    holds = [{"request_id": rid, "amount_usd": money(amount), "started_at": _iso(details[rid].started_at),
+              "model": details[rid].model, "endpoint": details[rid].endpoint}
+             for rid, amount in sorted(token.holds.items(), key=lambda kv: details[kv[0]].started_at)]
     if args.json:
         _print_json({
             "token": _token_summary(token),
@@ -247,7 +249,7 @@ def cmd_show(ledger: Any, args: argparse.Namespace) -> int:
     print("In-flight holds:")
     if holds:
         _print_table(["REQUEST_ID", "AMOUNT", "STARTED", "MODEL", "ENDPOINT"],
-                     [[h["request_id"], h["amount_usd"], when(token.hold_started.get(h["request_id"])), h["model"],
+                     [[h["request_id"], h["amount_usd"], when(details[h["request_id"]].started_at), h["model"],
                        h["endpoint"]] for h in holds], right={1}, indent="  ")
     else:
         print("  none")

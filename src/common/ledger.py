@@ -51,8 +51,16 @@ class TokenRecord:
     allowed_models: list[str] | None = None
     price_multiplier: Decimal | None = None
     holds: dict[str, Decimal] = field(default_factory=dict)
-    hold_started: dict[str, int] = field(default_factory=dict)  # request id -> epoch seconds
-    hold_labels: dict[str, tuple[str, str]] = field(default_factory=dict)  # request id -> (model, endpoint)
+    hold_details: dict[str, "HoldDetail"] = field(default_factory=dict)  # request id -> when and what
+
+
+@dataclass(frozen=True)
+class HoldDetail:
+    """What a reservation recorded besides its amount: enough to release and record it later."""
+
+    started_at: int  # epoch seconds
+    model: str = ""
+    endpoint: str = ""
 
 
 @dataclass(frozen=True)
@@ -116,9 +124,10 @@ def _s(value: str) -> dict[str, str]:
 def _token_from_item(item: dict[str, Any]) -> TokenRecord:
     raw_holds = item.get("holds", {}).get("M", {})
     holds = {rid: Decimal(h["M"]["amount"]["N"]) for rid, h in raw_holds.items()}
-    hold_started = {rid: int(h["M"].get("at", {}).get("N", "0")) for rid, h in raw_holds.items()}
-    hold_labels = {rid: (h["M"].get("model", {}).get("S", ""), h["M"].get("endpoint", {}).get("S", ""))
-                   for rid, h in raw_holds.items()}
+    hold_details = {rid: HoldDetail(started_at=int(h["M"].get("at", {}).get("N", "0")),
+                                    model=h["M"].get("model", {}).get("S", ""),
+                                    endpoint=h["M"].get("endpoint", {}).get("S", ""))
+                    for rid, h in raw_holds.items()}
     return TokenRecord(
         key_hash=item["pk"]["S"].removeprefix("KEY#"),
         token_id=item["token_id"]["S"],
@@ -132,8 +141,7 @@ def _token_from_item(item: dict[str, Any]) -> TokenRecord:
         allowed_models=[m["S"] for m in item["allowed_models"]["L"]] if "allowed_models" in item else None,
         price_multiplier=Decimal(item["price_multiplier"]["N"]) if "price_multiplier" in item else None,
         holds=holds,
-        hold_started=hold_started,
-        hold_labels=hold_labels,
+        hold_details=hold_details,
     )
 
 

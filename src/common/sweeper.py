@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from common.config import get_settings
-from common.ledger import Hold, Outcome, get_ledger
+from common.ledger import Hold, HoldDetail, Outcome, get_ledger
 
 MARGIN_SECONDS = 60
 
@@ -33,13 +33,12 @@ def release_stale_holds(now: float | None = None) -> SweepResult:
     released, amount = 0, Decimal(0)
     for token in tokens:
         for request_id, held in token.holds.items():
-            started = token.hold_started.get(request_id, 0)
-            if started > oldest_allowed:
+            detail = token.hold_details.get(request_id, HoldDetail(started_at=0))
+            if detail.started_at > oldest_allowed:
                 continue
-            model, endpoint = token.hold_labels.get(request_id, ("", ""))
-            hold = Hold(token.key_hash, token.token_id, request_id, held, float(started), token.balance_usd)
-            ledger.release(hold, Outcome(model=model or "unknown", endpoint=endpoint or "unknown", status=0,
-                                         outcome="abandoned", params={}))
+            hold = Hold(token.key_hash, token.token_id, request_id, held, float(detail.started_at), token.balance_usd)
+            ledger.release(hold, Outcome(model=detail.model or "unknown", endpoint=detail.endpoint or "unknown",
+                                         status=0, outcome="abandoned", params={}))
             released += 1
             amount += held
     return SweepResult(tokens_checked=len(tokens), holds_released=released, amount_released_usd=amount)
