@@ -12,52 +12,30 @@ from __future__ import annotations
 
 
 from common.apigw import Request
-from common.catalog import get_catalog
 from common.config import get_settings
 from common.errors import ApiError
-from common.images import ImageJob, run_metered
-from common.pricing import effective_multiplier, reservation_for_generation
-from common.schemas import EditRequest, ImageOptions, MultipartEditFields
+from common.images import ImageJob, plan_job, run_metered
+from common.schemas import EditRequest, MultipartEditFields
 from common.tokens import authenticate
 from common.uploads import UploadedFile, parse_multipart
-from common.validation import check_options, parse_json_object, parse_model, resolve_model
+from common.validation import parse_json_object, parse_model
 
 
 def edit_images(request: Request) -> dict:
-    settings, catalog = get_settings(), get_catalog()
-    token = authenticate(request.header("authorization"), max_age_seconds=settings.token_cache_seconds)
+    token = authenticate(request.header("authorization"), max_age_seconds=get_settings().token_cache_seconds)
     content_type = (request.header("content-type") or "").lower()
     if content_type.startswith("multipart/form-data"):
         upload = parse_multipart(request.body, request.header("content-type") or "")
-        options: ImageOptions = parse_model(MultipartEditFields, upload.typed_fields())
-        payload: dict = dict(upload.fields)
-        files: list[UploadedFile] | None = [*upload.images, *([upload.mask] if upload.mask else [])]
-        input_images = len(upload.images)
+        job = plan_job("edits", parse_model(MultipartEditFields, upload.typed_fields()), dict(upload.fields), token,
+                       input_images=len(upload.images),
+                       files=[*upload.images, *([upload.mask] if upload.mask else [])])
     elif content_type.startswith("application/json") or not content_type:
         body = parse_json_object(request.body)
-        options = edit = parse_model(EditRequest, body)
-        payload, files, input_images = dict(body), None, len(edit.images)
+        edit = parse_model(EditRequest, body)
+        job = plan_job("edits", edit, dict(body), token, input_images=len(edit.images), to_multipart=_fetch_references)
     else:
         raise ApiError(415, "Send edits as application/json (images[].image_url) or multipart/form-data (image files).",
                        code="unsupported_media_type")
-    spec = resolve_model(options.model, catalog, settings.default_model, token.allowed_models)
-    check_options(options, spec)
-    payload["model"] = spec.id
-    multiplier = effective_multiplier(settings.price_multiplier, token.price_multiplier)
-    job = ImageJob(
-        endpoint="edits",
-        spec=spec,
-        options=options,
-        payload=payload,
-        files=files,
-        multiplier=multiplier,
-        reservation=reservation_for_generation(
-            spec, catalog, prompt=options.prompt, n=options.n or 1, size=options.size, quality=options.quality,
-            partial_images=(options.partial_images or 0) if options.stream else 0, multiplier=multiplier,
-            input_image_tokens=input_images * catalog.input_image_tokens_per_image),
-        to_multipart=_fetch_references if files is None else None,
-    )
-    job.params["input_images"] = input_images
     return run_metered(request, token.key_hash, token.token_id, job)
 
 

@@ -20,7 +20,7 @@ from common.apigw import Request, json_response
 from common.catalog import ModelSpec, get_catalog
 from common.config import get_settings
 from common.errors import ApiError, insufficient_quota, invalid_api_key, upstream_error
-from common.ledger import Hold, Outcome, ReservationRefused, get_ledger
+from common.ledger import Hold, Outcome, ReservationRefused, TokenRecord, get_ledger
 from common.observability import logger, metrics
 from common.pricing import (TokenUsage, cost_of, effective_multiplier, output_tokens_per_image,
                             reservation_for_generation)
@@ -80,24 +80,28 @@ class ImageJob:
 
 def generate_images(request: Request) -> dict:
     """POST /v1/images/generations."""
-    settings, catalog = get_settings(), get_catalog()
-    token = authenticate(request.header("authorization"), max_age_seconds=settings.token_cache_seconds)
+    token = authenticate(request.header("authorization"), max_age_seconds=get_settings().token_cache_seconds)
     body = parse_json_object(request.body)
-    options = parse_model(GenerationRequest, body)
+    job = plan_job("generations", parse_model(GenerationRequest, body), dict(body), token)
+    return run_metered(request, token.key_hash, token.token_id, job)
+
+
+def plan_job(endpoint: str, options: ImageOptions, payload: dict[str, Any], token: TokenRecord, *,
+             input_images: int = 0, files: list[UploadedFile] | None = None,
+             to_multipart: Callable[["ImageJob", float], None] | None = None) -> ImageJob:
+    """A validated request as a job: the model it may use, its checks across fields, and the most
+    it may cost (the reservation) at this token's prices."""
+    settings, catalog = get_settings(), get_catalog()
     spec = resolve_model(options.model, catalog, settings.default_model, token.allowed_models)
     check_options(options, spec)
     multiplier = effective_multiplier(settings.price_multiplier, token.price_multiplier)
-    job = ImageJob(
-        endpoint="generations",
-        spec=spec,
-        options=options,
-        payload={**body, "model": spec.id},
-        multiplier=multiplier,
-        reservation=reservation_for_generation(
-            spec, catalog, prompt=options.prompt, n=options.n or 1, size=options.size, quality=options.quality,
-            partial_images=(options.partial_images or 0) if options.stream else 0, multiplier=multiplier),
-    )
-    return run_metered(request, token.key_hash, token.token_id, job)
+    reservation = reservation_for_generation(
+        spec, catalog, prompt=options.prompt, n=options.n or 1, size=options.size, quality=options.quality,
+        partial_images=(options.partial_images or 0) if options.stream else 0, multiplier=multiplier,
+        input_image_tokens=input_images * catalog.input_image_tokens_per_image)
+    return ImageJob(endpoint=endpoint, spec=spec, options=options, payload={**payload, "model": spec.id},
+                    multiplier=multiplier, reservation=reservation, files=files, to_multipart=to_multipart,
+                    params={"input_images": input_images} if input_images else {})
 
 
 def run_metered(request: Request, key_hash: str, token_id: str, job: ImageJob) -> dict:
