@@ -1,9 +1,12 @@
 """Two corrections that make moto's DynamoDB behave like the real service where the ledger notices.
 
-1. Atomic writes. DynamoDB applies each conditional write (and each transaction) atomically;
+1. Atomic requests. DynamoDB applies each conditional write (and each transaction) atomically;
    moto checks the condition and then writes in plain Python, so two server threads can both
-   pass the same `balance >= :amount` check. One lock around every DynamoDB operation restores
-   the guarantee the ledger's concurrency proofs rely on.
+   pass the same `balance >= :amount` check. Worse, moto's request layer reads an item before
+   an update (`copy.deepcopy` of the live item) outside any backend call, so a concurrent write
+   to the same item can break that copy ("dictionary changed size during iteration"). One lock
+   around each whole DynamoDB request, from parsing to the response, restores the guarantee the
+   ledger's concurrency proofs rely on.
 2. Cost of a transaction. moto backs up every table a TransactWriteItems touches with
    `copy.deepcopy` (once per action) in case it must roll back, so each settlement costs time in
    proportion to the table's size and a long `make run` slows down request by request. Here the
@@ -24,11 +27,6 @@ from typing import Any
 
 _LOCK = threading.RLock()
 _INSTALLED = False
-# Every backend method a DynamoDB API call lands in (reads too: they must not see half a write).
-_OPERATIONS = (
-    "get_item", "put_item", "update_item", "delete_item", "query", "scan", "batch_get_item",
-    "batch_write_item", "transact_get_items", "transact_write_items", "execute_statement",
-)
 
 
 def install() -> None:
@@ -38,14 +36,15 @@ def install() -> None:
     from moto import backends
     from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.models.table import Table
+    from moto.dynamodb.responses import DynamoHandler
 
     modules = tuple(backends.list_of_moto_modules())
     backends.list_of_moto_modules = lambda: modules
 
     DynamoDBBackend.transact_write_items = _item_level_rollback(DynamoDBBackend.transact_write_items)
-    for name in _OPERATIONS:
-        if hasattr(DynamoDBBackend, name):
-            setattr(DynamoDBBackend, name, _serialised(getattr(DynamoDBBackend, name)))
+    # Every DynamoDB request (reads too: they must not see half a write) runs alone. Set on
+    # DynamoHandler only: the other services keep BaseResponse's own call_action.
+    DynamoHandler.call_action = _serialised(DynamoHandler.call_action)
     # moto's own whole-table backup becomes free; the item-level snapshot above does its job.
     Table.__deepcopy__ = lambda self, memo: self
     _INSTALLED = True
