@@ -56,7 +56,7 @@ def percentile(values: list[float], p: float) -> float:
 
 def start_stack(tmp: Path) -> tuple[subprocess.Popen, dict]:
     state_file = tmp / "state.json"
-    env = {**os.environ, "GATEWAY_PORT": "0", "GATEWAY_STATE_FILE": str(state_file),
+    env = {**os.environ, "GATEWAY_PORT": "0", "GATEWAY_STATE_FILE": str(state_file), "GATEWAY_DATA_DIR": str(tmp / "data"),
            "GATEWAY_DEMO_BALANCE_USD": "100000", "GATEWAY_STORAGE": "on"}
     env.pop("UPSTREAM_BASE_URL", None)  # always the built-in emulator: a real upstream would swamp the figure
     process = subprocess.Popen([sys.executable, "-m", "local_stack"], cwd=ROOT, env=env,

@@ -27,6 +27,16 @@ from typing import Any
 
 _LOCK = threading.RLock()
 _INSTALLED = False
+# Requests that change nothing; every other DynamoDB request counts as a write (for the local
+# stack's autosave, which saves the table when this count moved).
+_READS = frozenset({"GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems", "DescribeTable", "ListTables",
+                    "DescribeTimeToLive", "DescribeContinuousBackups", "ListTagsOfResource"})
+_writes = 0
+
+
+def dynamodb_writes() -> int:
+    """How many DynamoDB requests that may change data this process has served."""
+    return _writes
 
 
 def install() -> None:
@@ -44,17 +54,20 @@ def install() -> None:
     DynamoDBBackend.transact_write_items = _item_level_rollback(DynamoDBBackend.transact_write_items)
     # Every DynamoDB request (reads too: they must not see half a write) runs alone. Set on
     # DynamoHandler only: the other services keep BaseResponse's own call_action.
-    DynamoHandler.call_action = _serialised(DynamoHandler.call_action)
+    DynamoHandler.call_action = _atomic_request(DynamoHandler.call_action)
     # moto's own whole-table backup becomes free; the item-level snapshot above does its job.
     Table.__deepcopy__ = lambda self, memo: self
     _INSTALLED = True
 
 
-def _serialised(method: Any) -> Any:
-    @functools.wraps(method)
-    def locked(*args: Any, **kwargs: Any) -> Any:
+def _atomic_request(call_action: Any) -> Any:
+    @functools.wraps(call_action)
+    def locked(handler: Any) -> Any:
+        global _writes
         with _LOCK:
-            return method(*args, **kwargs)
+            if handler._get_action() not in _READS:
+                _writes += 1
+            return call_action(handler)
 
     return locked
 

@@ -19,7 +19,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import IO, Any
 
-from local_stack import aws
+from local_stack import aws, persistence
 from local_stack.apigw import ApiGateway
 from local_stack.template import Template, TemplateError
 from local_stack.upstream import Upstream, start_upstream
@@ -75,6 +75,11 @@ class LocalStack:
         log = env.get("GATEWAY_LOG") or ""
         self.log_path: Path | None = (None if log.lower() == "stdout" else Path(log) if log
                                       else self.template_path.resolve().parent / ".local" / "gateway.log")
+        # Tokens, balances and records survive a restart (local_stack/persistence.py), unless asked not to.
+        self.data_dir = Path(env.get("GATEWAY_DATA_DIR") or self.template_path.resolve().parent / ".local" / "data")
+        self.fresh = env.get("GATEWAY_FRESH") == "1"
+        self.restored_items = 0
+        self._autosave: persistence.Autosave | None = None
 
         # The state for other tools on this machine (`python -m admin --local`): always written once
         # ready, removed on stop; GATEWAY_STATE_FILE, when set, is written as well (by __main__).
@@ -146,7 +151,10 @@ class LocalStack:
                 sys.path.insert(0, code_dir)
         self._gateway.function_log = self._log_file or self.console
         self._gateway.load()  # imports the handlers, as a cold start would
-        self._create_demo_token()
+        self._restore_state()
+        self._ensure_demo_token()
+        self._autosave = persistence.Autosave(persistence.TableSnapshot(self.moto_endpoint, self.table,
+                                                                        self.data_dir)).start()
         self._gateway.start()
         self.base_url = f"{self._gateway.url}/v1"
         self._wait_until_ready()
@@ -225,10 +233,28 @@ class LocalStack:
         self._saved_streams = (sys.stdout, sys.stderr)
         sys.stdout = sys.stderr = self._log_file
 
-    def _create_demo_token(self) -> None:
-        from common.tokens import create_token
+    def _restore_state(self) -> None:
+        if self.fresh:
+            for name in (persistence.TABLE_FILE, persistence.DEMO_TOKEN_FILE):
+                (self.data_dir / name).unlink(missing_ok=True)
+        try:
+            self.restored_items = persistence.TableSnapshot(self.moto_endpoint, self.table, self.data_dir).restore()
+        except persistence.SnapshotError as problem:
+            raise StackError(str(problem)) from None
 
-        issued = create_token(name="local-demo", balance_usd=self.demo_balance, secret=self.demo_secret)
+    def _ensure_demo_token(self) -> None:
+        """The same demo token from start to start (saved beside the table), funded once."""
+        import secrets
+
+        from common.ledger import get_ledger
+        from common.tokens import SECRET_PREFIX, create_token, hash_secret
+
+        secret = persistence.demo_secret(self.data_dir, self.demo_secret, SECRET_PREFIX + secrets.token_urlsafe(32))
+        existing = get_ledger().get_token(hash_secret(secret))
+        if existing is not None:
+            self.token, self.token_id, self.demo_balance = secret, existing.token_id, existing.balance_usd
+            return
+        issued = create_token(name="local-demo", balance_usd=self.demo_balance, secret=secret)
         self.token, self.token_id = issued.secret, issued.token_id
 
     def _wait_until_ready(self) -> None:
@@ -258,6 +284,12 @@ class LocalStack:
         if self._gateway is not None:
             self._gateway.stop()
             self._gateway = None
+        if self._autosave is not None:
+            try:
+                self._autosave.stop()  # the last save, after the last request
+            except Exception as problem:  # noqa: BLE001 - stopping must go on
+                print(f"local stack: could not save the local state: {problem}", file=sys.__stderr__)
+            self._autosave = None
         if self.upstream is not None:
             self.upstream.stop()
             self.upstream = None
@@ -297,6 +329,7 @@ class LocalStack:
             "bucket": self.bucket or None,
             "secret_id": self.secret_id,
             "log_file": str(self.log_path) if self.log_path else None,
+            "data_dir": str(self.data_dir),
             "pid": os.getpid(),
         }
 
@@ -326,12 +359,20 @@ class LocalStack:
         if path is not None and _state_pid(path) == os.getpid():
             path.unlink(missing_ok=True)
 
+    @staticmethod
+    def _shown(path: Path) -> str:
+        try:
+            return str(path.resolve().relative_to(Path.cwd()))
+        except ValueError:
+            return str(path)
+
     def banner(self) -> str:
         base = self.gateway_url
         storage = (f"on (bucket {self.bucket}; response_format=url answers presigned moto URLs)"
                    if self.bucket else "off (b64_json only)")
         logs = str(self.log_path) if self.log_path else "stdout"
-        curl = (f"curl -s {base}/v1/images/generations -H \"Authorization: Bearer {self.token}\" "
+        restored = f"{self.restored_items} items restored" if self.restored_items else "new"
+        curl = (f"curl -sS {base}/v1/images/generations -H \"Authorization: Bearer {self.token}\" "
                 "-H \"Content-Type: application/json\" "
                 "-d '{\"model\":\"gpt-image-2\",\"prompt\":\"A futuristic skyline at dusk\",\"size\":\"1024x1024\"}' "
                 "| python3 -c 'import sys,json,base64; open(\"image.png\",\"wb\").write("
@@ -345,6 +386,7 @@ class LocalStack:
             f"  storage    {storage}",
             f"  upstream   {self.upstream.description if self.upstream else '-'}",
             f"  moto       {self.moto_endpoint}   (table {self.table})",
+            f"  state      {self._shown(self.data_dir)}: {restored}; kept across restarts (GATEWAY_FRESH=1 starts clean)",
             f"  logs       function logs -> {logs}; one access line per request below",
             "",
             "Generate an image and save it as image.png:",

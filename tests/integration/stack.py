@@ -25,8 +25,11 @@ class Stack:
         self.state_file = tmp_path / "state.json"
         self.output = tmp_path / "stdout.txt"
         environment = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "UPSTREAM_"))}
-        environment.update(GATEWAY_PORT="0", GATEWAY_STATE_FILE=str(self.state_file),
-                           GATEWAY_LOG=str(tmp_path / "gateway.log"), **env)
+        # Its own saved state: never the developer's .local/data.
+        tmp_path.mkdir(parents=True, exist_ok=True)
+        environment.update({"GATEWAY_PORT": "0", "GATEWAY_STATE_FILE": str(self.state_file),
+                            "GATEWAY_LOG": str(tmp_path / "gateway.log"), "GATEWAY_DATA_DIR": str(tmp_path / "data"),
+                            **env})
         with open(self.output, "wb") as output:
             self.process = subprocess.Popen([sys.executable, "-m", "local_stack"], cwd=REPO, env=environment,
                                             stdout=output, stderr=subprocess.STDOUT)
