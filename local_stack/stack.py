@@ -27,9 +27,9 @@ from local_stack.upstream import Upstream, start_upstream
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # Template environment variables and where their local values come from. The stack fills these
-# four itself; the others take the template's own value (parameter defaults). A name in neither
+# five itself; the others take the template's own value (parameter defaults). A name in neither
 # list stops the start: the local stack must learn about it rather than leave it unset.
-STACK_OWNED = {"TABLE_NAME", "IMAGE_BUCKET", "UPSTREAM_BASE_URL", "UPSTREAM_API_KEY_SECRET_ID"}
+STACK_OWNED = {"TABLE_NAME", "IMAGE_BUCKET", "UPSTREAM_BASE_URL", "UPSTREAM_API_KEY_SECRET_ID", "AWS_ENDPOINT_URL"}
 FROM_TEMPLATE = {"IMAGE_URL_TTL_SECONDS", "REQUEST_TIMEOUT_SECONDS", "RECORD_RETENTION_DAYS",
                  "PRICE_MULTIPLIER"}
 FROM_TEMPLATE_PREFIXES = ("POWERTOOLS_",)
@@ -97,6 +97,7 @@ class LocalStack:
         self.table = ""
         self.bucket = ""
         self.secret_id = ""
+        self.function_environment: dict[str, str] = {}  # what every function's process sees
         self._moto: aws.MotoServer | None = None
         self._gateway: ApiGateway | None = None
         self._log_file: IO[str] | None = None
@@ -220,6 +221,7 @@ class LocalStack:
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_METRICS_DISABLED": "false" if self.show_metrics else "true",
         })
+        self.function_environment = values
         self._export(values)
 
     def _route_function_logs(self) -> None:
@@ -330,6 +332,7 @@ class LocalStack:
             "secret_id": self.secret_id,
             "log_file": str(self.log_path) if self.log_path else None,
             "data_dir": str(self.data_dir),
+            "environment": self.function_environment,
             "pid": os.getpid(),
         }
 

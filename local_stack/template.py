@@ -97,6 +97,15 @@ class Route:
 
 
 @dataclass(frozen=True)
+class FunctionSpec:
+    logical_id: str
+    handler: str  # module.function
+    code_uri: Path  # absolute directory that goes on sys.path
+    timeout_s: float
+    memory_mb: int
+
+
+@dataclass(frozen=True)
 class GatewayResponse:
     status: int | None  # None: the response type's own default
     headers: dict[str, str]  # header name -> mapping expression ('literal' or context.x)
@@ -185,6 +194,22 @@ class Template:
         merged.update((self.resources.get(logical_id) or {}).get("Properties") or {})
         return merged
 
+    def function(self, function_id: str) -> FunctionSpec:
+        """One AWS::Serverless::Function as the local stack runs it: handler, code, limits."""
+        function = self.of_type("AWS::Serverless::Function").get(function_id)
+        if function is None:
+            known = ", ".join(sorted(self.of_type("AWS::Serverless::Function")))
+            raise TemplateError(f"no function {function_id} in the template (it has {known})")
+        properties = function.get("Properties") or {}
+        handler = self.resolve(self._function_property(properties, "Handler"))
+        code_uri = self.resolve(self._function_property(properties, "CodeUri", "."))
+        if not isinstance(handler, str) or not isinstance(code_uri, str):
+            raise TemplateError(f"{function_id}: Handler and CodeUri must be strings (local code)")
+        return FunctionSpec(
+            logical_id=function_id, handler=handler, code_uri=(self.root / code_uri).resolve(),
+            timeout_s=float(self.resolve(self._function_property(properties, "Timeout", DEFAULT_FUNCTION_TIMEOUT_S))),
+            memory_mb=int(self.resolve(self._function_property(properties, "MemorySize", DEFAULT_MEMORY_MB))))
+
     @property
     def api(self) -> ApiSpec:
         routes: list[Route] = []
@@ -197,14 +222,8 @@ class Template:
             }
             if not events:
                 continue
-            handler = self.resolve(self._function_property(properties, "Handler"))
-            code_uri = self.resolve(self._function_property(properties, "CodeUri", "."))
-            if not isinstance(handler, str) or not isinstance(code_uri, str):
-                raise TemplateError(f"{function_id}: Handler and CodeUri must be strings (local code)")
-            timeout = float(self.resolve(self._function_property(properties, "Timeout",
-                                                                 DEFAULT_FUNCTION_TIMEOUT_S)))
-            memory = int(self.resolve(self._function_property(properties, "MemorySize",
-                                                              DEFAULT_MEMORY_MB)))
+            spec = self.function(function_id)
+            handler, timeout, memory = spec.handler, spec.timeout_s, spec.memory_mb
             for event_name, event in events.items():
                 event_properties = event.get("Properties") or {}
                 rest_api = event_properties.get("RestApiId")
@@ -221,7 +240,7 @@ class Template:
                     path=path,
                     function=function_id,
                     handler=handler,
-                    code_uri=(self.root / code_uri).resolve(),
+                    code_uri=spec.code_uri,
                     timeout_s=timeout,
                     memory_mb=memory,
                     integration_timeout_ms=(int(self.resolve(timeout_ms)) if timeout_ms is not None

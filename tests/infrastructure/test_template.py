@@ -69,6 +69,7 @@ EXPECTED_ENVIRONMENT = {
     "POWERTOOLS_SERVICE_NAME",
     "POWERTOOLS_METRICS_NAMESPACE",
     "POWERTOOLS_LOG_LEVEL",
+    "AWS_ENDPOINT_URL",  # unset unless LocalAwsEndpointUrl is given (sam local invoke only)
 }
 
 # response type -> (status code or None to keep API Gateway's, OpenAI error code)
@@ -270,6 +271,21 @@ def test_environment_variables_match_the_architecture_contract(template):
     assert env["POWERTOOLS_LOG_LEVEL"] == {"Ref": "LogLevel"}
     assert env["UPSTREAM_BASE_URL"] == {"Ref": "UpstreamBaseUrl"}
     assert template["Parameters"]["UpstreamBaseUrl"]["Default"] == "https://api.openai.com/v1"
+
+
+def test_the_functions_get_an_aws_endpoint_only_when_a_loopback_one_is_given_for_sam_local(template):
+    env = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["AWS_ENDPOINT_URL"] == {"Fn::If": ["HasLocalAwsEndpointUrl", {"Ref": "LocalAwsEndpointUrl"},
+                                                  {"Ref": "AWS::NoValue"}]}
+    assert template["Conditions"]["HasLocalAwsEndpointUrl"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "LocalAwsEndpointUrl"}, ""]}]}
+    parameter = template["Parameters"]["LocalAwsEndpointUrl"]
+    assert parameter["Default"] == ""
+    allowed = re.compile(parameter["AllowedPattern"])
+    for accepted in ("", "http://127.0.0.1:5000", "http://localhost:4566", "http://host.docker.internal:5000"):
+        assert allowed.fullmatch(accepted), accepted
+    for refused in ("https://dynamodb.example.com", "http://10.0.0.1:5000", "http://127.0.0.1.evil.com:80"):
+        assert not allowed.fullmatch(refused), refused
 
 
 def test_no_environment_variable_holds_a_secret_value(template):
