@@ -3,13 +3,15 @@
 Three ways, in this order:
   --table NAME        a deployed table, with the usual AWS credentials (boto3's default chain)
   --stack-name NAME   a deployed CloudFormation/SAM stack: its `TableName` output
-  --local             a running `make run`: `.local/stack.json` (or --state-file) gives moto's
-                      endpoint and the table; dummy credentials. Also the default when neither
-                      of the others is given and that file exists.
+  --local             a running `make run`: `.local/stack.json` (or --state-file, or the
+                      GATEWAY_STATE_FILE that `make run` was given) gives moto's endpoint and the
+                      table; dummy credentials. Also the default when neither of the others is
+                      given and that file exists.
 """
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,7 +61,7 @@ def resolve(table: str | None = None, stack_name: str | None = None, local: bool
         session = _session(region, profile)
         name = stack_table(session.client("cloudformation"), stack_name)
         return Target(name, session.client("dynamodb"), f"table {name} of stack {stack_name}")
-    default = default_state_file or DEFAULT_STATE_FILE
+    default = default_state_file or Path(os.environ.get("GATEWAY_STATE_FILE") or DEFAULT_STATE_FILE)
     if (local or state_file) and (region or profile):
         raise ConnectionProblem("--region/--profile are for a deployed table; the local stack needs neither",
                                 exit_code=2)

@@ -49,6 +49,7 @@ def aws_env(monkeypatch, tmp_path):
         monkeypatch.delenv(name, raising=False)
     # A developer's running `make run` must not become these tests' default table.
     monkeypatch.setattr(connect, "DEFAULT_STATE_FILE", tmp_path / "no-stack.json")
+    monkeypatch.delenv("GATEWAY_STATE_FILE", raising=False)
 
 
 @pytest.fixture
@@ -492,6 +493,15 @@ def test_the_local_state_file_is_the_default_when_it_exists(aws_env, tmp_path, m
     monkeypatch.setattr(connect, "DEFAULT_STATE_FILE", state)
 
     assert connect.resolve().table == "local-table"
+
+
+def test_the_state_file_make_run_was_told_to_write_is_the_default_when_set(aws_env, tmp_path, monkeypatch):
+    state = tmp_path / "elsewhere.json"
+    state.write_text(json.dumps({"moto_endpoint": "http://127.0.0.1:5999", "table": "their-table",
+                                 "pid": os.getpid()}))
+    monkeypatch.setenv("GATEWAY_STATE_FILE", str(state))
+
+    assert connect.resolve().table == "their-table"
 
 
 def test_a_state_file_of_a_stack_that_has_stopped_fails_with_a_hint(aws_env, tmp_path, capsys):
