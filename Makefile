@@ -16,7 +16,10 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: requirements-dev.txt src/requirements.txt
 	@test -n "$(PYTHON313)" || { echo "python3.13 not found (install it, e.g. 'pyenv install 3.13')"; exit 1; }
 	@test -x $(VENV)/bin/python || $(PYTHON313) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@echo "Installing the project's packages into $(VENV) (about a minute the first time) ..."
+	@# One line per package as pip goes (its full output is long); a failure still fails the target.
+	@set -o pipefail; $(VENV)/bin/pip install --disable-pip-version-check --progress-bar off -r requirements-dev.txt 2>&1 \
+		| { grep --line-buffered -E '^(Collecting|Installing|Successfully|ERROR)' || true; }
 	@touch $@
 
 run: venv
