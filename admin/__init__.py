@@ -2,7 +2,8 @@
 
 Creates, lists, shows, funds, adjusts, revokes tokens and exports their daily usage, against the
 deployed table (`--table`, `--stack-name`) or a running `make run` (`--local`). Everything goes
-through `common.ledger.Ledger`, the only module that writes the table.
+through `common.billing.ledger.DynamoLedger` (the Ledger port), the only module that writes the
+table, and tokens are made by `common.billing.tokens.issue_token`, as everywhere else.
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import secrets
+import os
 import sys
 import time
 from decimal import Decimal
@@ -19,7 +19,6 @@ from typing import Any, Callable, Sequence
 
 from admin import connect, values
 from admin.values import money, when
-from common.ledger import HoldDetail
 
 PROG = "python -m admin"
 CSV_HEADER = ["date", "model", "requests", "images", "text_input_tokens", "cached_text_input_tokens",
@@ -132,8 +131,7 @@ def _shown(path: Path) -> str:
 # --------------------------------------------------------------------------- the commands
 
 def cmd_create(ledger: Any, args: argparse.Namespace) -> int:
-    from common.ledger import TokenRecord
-    from common.tokens import SECRET_PREFIX, hash_secret
+    from common.billing.tokens import issue_token
 
     name = args.name.strip()
     if not name:
@@ -149,13 +147,9 @@ def cmd_create(ledger: Any, args: argparse.Namespace) -> int:
     elif args.expires_in_days is not None:
         expires_at = now + args.expires_in_days * 86400
 
-    # What common.tokens.create_token does, on this tool's own table and client.
-    secret = SECRET_PREFIX + secrets.token_urlsafe(32)
-    token_id = "tok_" + secrets.token_hex(8)
-    ledger.create_token(TokenRecord(
-        key_hash=hash_secret(secret), token_id=token_id, name=name, balance_usd=args.balance,
-        deposited_usd=args.balance, created_at=now, expires_at=expires_at, allowed_models=args.models,
-        price_multiplier=args.multiplier))
+    issued = issue_token(ledger, name=name, balance_usd=args.balance, allowed_models=args.models,
+                         expires_at=expires_at, price_multiplier=args.multiplier, now=now)
+    secret, token_id = issued.secret, issued.token_id
 
     warning = "This secret is shown only now and cannot be shown again (only its SHA-256 is stored)."
     if args.json:
@@ -178,9 +172,10 @@ def cmd_create(ledger: Any, args: argparse.Namespace) -> int:
 
 
 def _check_models(names: list[str]) -> None:
-    from common.catalog import get_catalog
+    from common.billing.catalog import load_catalog
 
-    known = get_catalog().models
+    # The deployment's catalog when this shell has it (MODEL_CATALOG_JSON), else the shipped one.
+    known = load_catalog(os.environ.get("MODEL_CATALOG_JSON", "")).models
     unknown = [name for name in names if name not in known]
     if unknown:
         raise UsageError(f"--models: unknown model {', '.join(unknown)} (the catalog has {', '.join(sorted(known))}; "
@@ -209,10 +204,9 @@ def cmd_show(ledger: Any, args: argparse.Namespace) -> int:
     entries = ledger.credit_entries(token.token_id)
     records = ledger.request_records(token.token_id)
     books = _reconcile(token, entries, records)
-    details = {rid: token.hold_details.get(rid, HoldDetail(started_at=0)) for rid in token.holds}
-    holds = [{"request_id": rid, "amount_usd": money(amount), "started_at": _iso(details[rid].started_at),
-              "model": details[rid].model, "endpoint": details[rid].endpoint}
-             for rid, amount in sorted(token.holds.items(), key=lambda kv: details[kv[0]].started_at)]
+    holds = [{"request_id": rid, "amount_usd": money(hold.amount), "started_at": _iso(hold.started_at),
+              "model": hold.model, "endpoint": hold.endpoint}
+             for rid, hold in sorted(token.holds.items(), key=lambda kv: kv[1].started_at)]
     if args.json:
         _print_json({
             "token": _token_summary(token),
@@ -249,8 +243,9 @@ def cmd_show(ledger: Any, args: argparse.Namespace) -> int:
     print("In-flight holds:")
     if holds:
         _print_table(["REQUEST_ID", "AMOUNT", "STARTED", "MODEL", "ENDPOINT"],
-                     [[h["request_id"], h["amount_usd"], when(details[h["request_id"]].started_at), h["model"],
-                       h["endpoint"]] for h in holds], right={1}, indent="  ")
+                     [[rid, money(hold.amount), when(hold.started_at), hold.model, hold.endpoint]
+                      for rid, hold in sorted(token.holds.items(), key=lambda kv: kv[1].started_at)],
+                     right={1}, indent="  ")
     else:
         print("  none")
     print()
@@ -271,11 +266,11 @@ def cmd_show(ledger: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def _reconcile(token: Any, entries: list[Any], records: list[dict[str, Any]]) -> dict[str, Any]:
-    held = sum(token.holds.values(), Decimal(0))
+def _reconcile(token: Any, entries: list[Any], records: list[Any]) -> dict[str, Any]:
+    held = token.held_usd
     credited = sum((e.amount_usd for e in entries), Decimal(0))
     implied = token.deposited_usd - token.balance_usd - held
-    charged = sum((Decimal(r.get("charged_usd", {}).get("N", "0")) for r in records), Decimal(0))
+    charged = sum((r.charged_usd for r in records), Decimal(0))
     return {
         "held_usd": held,
         "credited_usd": credited,
@@ -363,11 +358,11 @@ def cmd_usage(ledger: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_csv(file: Any, rows: list[dict[str, Any]]) -> None:
+def _write_csv(file: Any, rows: list[Any]) -> None:
     writer = csv.writer(file, lineterminator="\n")
     writer.writerow(CSV_HEADER)
     for row in rows:
-        writer.writerow([money(row[name]) if name == "cost_usd" else row[name] for name in CSV_HEADER])
+        writer.writerow([money(row.cost_usd) if name == "cost_usd" else getattr(row, name) for name in CSV_HEADER])
 
 
 # --------------------------------------------------------------------------- helpers
@@ -399,10 +394,10 @@ def _token_summary(token: Any) -> dict[str, Any]:
         "deposited_usd": money(token.deposited_usd),
         "spent_usd": money(token.spent_usd),
         "holds": len(token.holds),
-        "held_usd": money(sum(token.holds.values(), Decimal(0))),
+        "held_usd": money(token.held_usd),
         "created_at": _iso(token.created_at),
         "expires_at": _iso(token.expires_at),
-        "allowed_models": token.allowed_models,
+        "allowed_models": list(token.allowed_models) if token.allowed_models is not None else None,
         "price_multiplier": money(token.price_multiplier) if token.price_multiplier is not None else None,
     }
 
@@ -431,13 +426,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from botocore.exceptions import BotoCoreError, ClientError, NoRegionError
 
-    from common.ledger import Ledger
+    from common.billing.ledger import DynamoLedger
 
     target = None
     try:
         target = connect.resolve(table=args.table, stack_name=args.stack_name, local=args.local,
                                  state_file=args.state_file, region=args.region, profile=args.profile)
-        return args.run(Ledger(target.table, client=target.client), args)
+        return args.run(DynamoLedger(target.table, target.client), args)
     except UsageError as problem:
         return _fail(str(problem), 2)
     except connect.ConnectionProblem as problem:

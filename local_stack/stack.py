@@ -246,17 +246,16 @@ class LocalStack:
 
     def _ensure_demo_token(self) -> None:
         """The same demo token from start to start (saved beside the table), funded once."""
-        import secrets
+        from common.billing.ledger import DynamoLedger
+        from common.billing.tokens import hash_secret, issue_token, new_secret
 
-        from common.ledger import get_ledger
-        from common.tokens import SECRET_PREFIX, create_token, hash_secret
-
-        secret = persistence.demo_secret(self.data_dir, self.demo_secret, SECRET_PREFIX + secrets.token_urlsafe(32))
-        existing = get_ledger().get_token(hash_secret(secret))
+        ledger = DynamoLedger(self.table, aws.client("dynamodb", self.moto_endpoint))
+        secret = persistence.demo_secret(self.data_dir, self.demo_secret, new_secret())
+        existing = ledger.get_token(hash_secret(secret))
         if existing is not None:
             self.token, self.token_id, self.demo_balance = secret, existing.token_id, existing.balance_usd
             return
-        issued = create_token(name="local-demo", balance_usd=self.demo_balance, secret=secret)
+        issued = issue_token(ledger, name="local-demo", balance_usd=self.demo_balance, secret=secret)
         self.token, self.token_id = issued.secret, issued.token_id
 
     def _wait_until_ready(self) -> None:

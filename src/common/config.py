@@ -1,12 +1,13 @@
-"""Typed configuration, read from the environment once per container.
+"""Typed configuration, read from the environment once per container (by common.wiring, the
+only caller of `Settings.from_environ`), and handed to what needs it.
 
 The names are the template's `Globals.Function.Environment` variables (docs/ARCHITECTURE.md).
 """
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from decimal import Decimal
-from functools import lru_cache
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -31,6 +32,8 @@ class Settings(BaseModel):
     # Networks the gateway may fetch customer image URLs from although they are not public
     # (comma-separated CIDRs). Empty in production: only globally routable addresses are fetched.
     fetch_allowed_networks: tuple[str, ...] = Field(default=(), alias="FETCH_ALLOWED_NETWORKS")
+    # Replaces common/billing/catalog.json (same shape) when set.
+    model_catalog_json: str = Field(default="", alias="MODEL_CATALOG_JSON")
 
     @field_validator("fetch_allowed_networks", mode="before")
     @classmethod
@@ -41,7 +44,6 @@ class Settings(BaseModel):
     def storage_enabled(self) -> bool:
         return bool(self.image_bucket)
 
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    return Settings.model_validate(dict(os.environ))
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        return cls.model_validate(dict(os.environ if environ is None else environ))

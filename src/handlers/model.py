@@ -1,13 +1,15 @@
 """GET /v1/models/{model}."""
 from aws_lambda_powertools.logging import correlation_paths
 
-from common.apigw import serve
-from common.models import retrieve_model
+from common.images.models import retrieve_model
 from common.observability import logger, metrics, tracer
+from common.web.apigw import serve
+from common.wiring import container
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+# clear_state: keys appended while serving one caller (the token id) must not log the next one.
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict, context: object) -> dict:
-    return serve(event, context, retrieve_model)
+    return serve(event, context, retrieve_model, container())

@@ -1,17 +1,11 @@
 """Scheduled: return reservations of requests that died before settling."""
-from aws_lambda_powertools.metrics import MetricUnit
-
+from common.billing.sweeper import sweep
 from common.observability import logger, metrics, tracer
-from common.sweeper import release_stale_holds
+from common.wiring import container
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict, context: object) -> dict:
-    result = release_stale_holds()
-    metrics.add_metric(name="AbandonedHoldsReleased", unit=MetricUnit.Count, value=result.holds_released)
-    logger.info("stale reservations swept", extra={"tokens": result.tokens_checked, "released": result.holds_released,
-                                                   "amount_usd": str(result.amount_released_usd)})
-    return {"tokens_checked": result.tokens_checked, "holds_released": result.holds_released,
-            "amount_released_usd": str(result.amount_released_usd)}
+    return sweep(container())

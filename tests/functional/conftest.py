@@ -1,5 +1,7 @@
-"""Handlers called in process, as Lambda would call them: moto in place of AWS (the template's
-own table), the upstream emulator on loopback in place of OpenAI."""
+"""Handlers called in process, as Lambda would call them, on the in-memory fakes of the ledger
+and the image store (tests/fakes/, held to the real adapters by tests/contract/), with the upstream
+emulator on loopback in place of OpenAI. The local-stack tests prove the same through DynamoDB and S3.
+"""
 from __future__ import annotations
 
 import base64
@@ -8,21 +10,25 @@ import json
 import re
 import uuid
 from dataclasses import dataclass
-from functools import lru_cache
 from decimal import Decimal
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
-from local_stack import aws as local_aws
+from common.billing.records import RequestRecord, TokenRecord
+from common.billing.tokens import hash_secret, issue_token
+from common.config import Settings
+from common.upstream.openai_images import OpenAIImages
+from common.upstream.transport import HttpTransport
+from common.wiring import Container
 from local_stack.template import Template
 from local_stack.upstream_emulator import UpstreamEmulator
+from tests.fakes.ledger import FakeLedger
+from tests.fakes.store import FakeImageStore
 
 ROOT = Path(__file__).resolve().parents[2]
-BUCKET = "functional-images"
 
 
 @dataclass
@@ -68,32 +74,35 @@ def api_event(method: str, path: str, *, body: Any = None, token: str | None = N
 
 
 class Gateway:
-    """The deployed functions, in process, with helpers to fund tokens and read the ledger."""
+    """The deployed functions, in process, on one container of fakes, with helpers to fund
+    tokens and read the ledger."""
 
-    def __init__(self, table: str, emulator: UpstreamEmulator) -> None:
-        self.table = table
+    def __init__(self, deps: Container, emulator: UpstreamEmulator) -> None:
+        self.deps = deps
         self.emulator = emulator
-        self.dynamodb = boto3.client("dynamodb")
+
+    @property
+    def ledger(self) -> FakeLedger:
+        return self.deps.ledger
+
+    @property
+    def store(self) -> FakeImageStore | None:
+        return self.deps.store
 
     def token(self, balance: str = "10", **options: Any) -> str:
-        from common.tokens import create_token
+        return issue_token(self.ledger, name="functional", balance_usd=Decimal(balance), **options).secret
 
-        return create_token(name="functional", balance_usd=Decimal(balance), **options).secret
-
-    def token_item(self, secret: str) -> dict:
-        from common.tokens import hash_secret
-
-        return self.dynamodb.get_item(TableName=self.table, Key={"pk": {"S": f"KEY#{hash_secret(secret)}"},
-                                                                 "sk": {"S": "TOKEN"}})["Item"]
+    def token_record(self, secret: str) -> TokenRecord:
+        return self.ledger.get_token(hash_secret(secret))
 
     def balance(self, secret: str) -> Decimal:
-        return Decimal(self.token_item(secret)["balance_usd"]["N"])
+        return self.token_record(secret).balance_usd
 
-    def records(self, secret: str) -> list[dict]:
-        token_id = self.token_item(secret)["token_id"]["S"]
-        items = self.dynamodb.query(TableName=self.table, KeyConditionExpression="pk = :pk",
-                                    ExpressionAttributeValues={":pk": {"S": f"USAGE#{token_id}"}})["Items"]
-        return [i for i in items if i["sk"]["S"].startswith("REQ#")]
+    def records(self, secret: str) -> list[RequestRecord]:
+        return self.ledger.request_records(self.token_record(secret).token_id)
+
+    def revoke(self, secret: str) -> None:
+        self.ledger.set_status(self.token_record(secret), "revoked")
 
     def generate(self, body: Any, token: str | None, *, context: FakeContext | None = None, **kw: Any) -> "Reply":
         from handlers.generations import handler
@@ -164,41 +173,33 @@ class Reply:
         return self.json["error"]
 
 
-def _clear_caches() -> None:
-    from common.catalog import get_catalog
-    from common.config import get_settings
-    from common.ledger import get_ledger
-    from common.storage import get_image_store
-    from common.upstream import get_upstream
-
-    for cached in (get_settings, get_catalog, get_ledger, get_image_store, get_upstream):
-        cached.cache_clear()
-
-
 @pytest.fixture
 def storage() -> bool:
     """Override in a test module (or with parametrize) to run without image storage."""
     return True
 
 
+HANDLER_MODULES = ("handlers.generations", "handlers.edits", "handlers.models", "handlers.model", "handlers.pricing",
+                   "handlers.usage", "handlers.billing_subscription", "handlers.billing_usage", "handlers.sweeper")
+
+
 @pytest.fixture
-def gateway(monkeypatch, emulator, storage) -> Gateway:
-    environment = {
-        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-        "TABLE_NAME": "functional", "IMAGE_BUCKET": BUCKET if storage else "", "UPSTREAM_BASE_URL": emulator.base_url,
-        "UPSTREAM_API_KEY_SECRET_ID": "functional/upstream-key", "REQUEST_TIMEOUT_SECONDS": "29",
-        "POWERTOOLS_SERVICE_NAME": "image-gateway", "POWERTOOLS_METRICS_NAMESPACE": "ImageGateway",
-        "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_DEV": "false",
-    }
-    for name, value in environment.items():
+def settings(emulator, storage) -> Settings:
+    return Settings.from_environ({
+        "TABLE_NAME": "functional", "IMAGE_BUCKET": "functional-images" if storage else "",
+        "UPSTREAM_BASE_URL": emulator.base_url, "UPSTREAM_API_KEY_SECRET_ID": "functional/upstream-key",
+        "REQUEST_TIMEOUT_SECONDS": "29"})
+
+
+@pytest.fixture
+def gateway(monkeypatch, emulator, storage, settings) -> Gateway:
+    for name, value in {"POWERTOOLS_SERVICE_NAME": "image-gateway", "POWERTOOLS_METRICS_NAMESPACE": "ImageGateway",
+                        "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_DEV": "false"}.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     emulator.reset()
-    with mock_aws():
-        table = Template(ROOT / "template.yaml").table()
-        local_aws.create_table(None, table, name="functional")
-        boto3.client("s3").create_bucket(Bucket=BUCKET)
-        boto3.client("secretsmanager").create_secret(Name="functional/upstream-key", SecretString=emulator.api_key)
-        _clear_caches()
-        yield Gateway("functional", emulator)
-        _clear_caches()
+    deps = Container(settings, ledger=FakeLedger(), store=FakeImageStore() if storage else None,
+                     upstream=OpenAIImages(HttpTransport(emulator.base_url, lambda: emulator.api_key)))
+    # Each handler builds its parts with common.wiring.container(); here it gets this container.
+    for module in HANDLER_MODULES:
+        monkeypatch.setattr(importlib.import_module(module), "container", lambda: deps)
+    yield Gateway(deps, emulator)

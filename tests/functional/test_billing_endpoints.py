@@ -105,10 +105,7 @@ def test_pricing_at_multiplier_1_gives_the_catalog_rates_and_the_platform_table(
 
 def test_pricing_applies_the_deployment_and_token_multipliers_and_matches_the_charge(gateway, monkeypatch):
     # Given a platform margin of 1.5 and a customer discount of 0.8: 1.2 in all
-    from common.config import get_settings
-
-    monkeypatch.setenv("PRICE_MULTIPLIER", "1.5")
-    get_settings.cache_clear()
+    monkeypatch.setattr(gateway.deps, "settings", gateway.deps.settings.model_copy(update={"price_multiplier": Decimal("1.5")}))
     token = gateway.token(price_multiplier=Decimal("0.8"))
     reply = gateway.get("/v1/pricing", token)
     assert exact(reply, "multiplier") == Decimal("1.2")
@@ -300,10 +297,7 @@ def test_revocation_takes_effect_at_once_on_the_read_routes(gateway, route):
     generate_known(gateway, token)
     assert gateway.get(route, token).status == 200
     # When the operator revokes it, then the next read is refused
-    gateway.dynamodb.update_item(
-        TableName=gateway.table, Key={"pk": gateway.token_item(token)["pk"], "sk": {"S": "TOKEN"}},
-        UpdateExpression="SET #s = :r", ExpressionAttributeNames={"#s": "status"},
-        ExpressionAttributeValues={":r": {"S": "revoked"}})
+    gateway.revoke(token)
     assert gateway.get(route, token).status == 401
 
 

@@ -153,13 +153,13 @@ def test_raw_bytes_declared_as_octet_stream_are_sent_with_their_real_type(gatewa
     assert gateway.emulator.requests[0]["files"][0]["content_type"] == "image/jpeg"
 
 
-def test_multipart_edit_in_url_mode_returns_presigned_urls(gateway):
+def test_multipart_edit_in_url_mode_returns_stored_image_urls(gateway):
     token = gateway.token()
     body, content_type = multipart([("image", ("base.png", image_bytes(), "image/png"))],
                                    {"prompt": PROMPT, "response_format": "url"})
     reply = gateway.edit(body, token, content_type=content_type)
     assert reply.status == 200
-    assert "X-Amz-Signature" in reply.json["data"][0]["url"]
+    assert gateway.store.read(reply.json["data"][0]["url"]).content_type == "image/png"
     first, second = gateway.emulator.requests
     assert first["form"]["response_format"] == "url" and "response_format" not in second["form"]
 
@@ -185,7 +185,7 @@ def test_bad_multipart_edits_are_refused_with_no_upstream_call_and_no_charge(gat
 
 
 def test_a_file_past_the_per_file_limit_is_413_pointing_to_json_references(gateway, monkeypatch):
-    from common import uploads
+    from common.images import uploads
 
     monkeypatch.setattr(uploads, "MAX_FILE_BYTES", 1024)
     token = gateway.token()

@@ -11,17 +11,12 @@ from tests.functional.conftest import FakeContext
 
 def reserve_at(gateway, secret: str, request_id: str, amount: str, age_seconds: float):
     """A reservation as a request that started `age_seconds` ago and then died would leave it."""
-    from common.ledger import get_ledger
-    from common.tokens import hash_secret
-
-    item = gateway.token_item(secret)
-    hold = get_ledger().reserve(hash_secret(secret), item["token_id"]["S"], request_id, Decimal(amount),
-                                model="gpt-image-2", endpoint="generations")
-    gateway.dynamodb.update_item(
-        TableName=gateway.table, Key={"pk": item["pk"], "sk": {"S": "TOKEN"}},
-        UpdateExpression="SET holds.#rid.#at = :at", ExpressionAttributeNames={"#rid": request_id, "#at": "at"},
-        ExpressionAttributeValues={":at": {"N": str(int(time.time() - age_seconds))}})
-    return hold
+    gateway.ledger.clock = lambda: time.time() - age_seconds
+    try:
+        return gateway.ledger.reserve(gateway.token_record(secret), request_id, Decimal(amount),
+                                      model="gpt-image-2", endpoint="generations")
+    finally:
+        gateway.ledger.clock = time.time
 
 
 def sweep() -> dict:
@@ -40,9 +35,9 @@ def test_a_reservation_older_than_the_longest_request_is_returned_and_recorded_a
     # Then the money is back, the hold is gone, and the request is on record, uncharged
     assert result["holds_released"] == 1 and result["amount_released_usd"] == "0.30"
     assert gateway.balance(token) == Decimal("1")
-    assert gateway.token_item(token)["holds"]["M"] == {}
+    assert gateway.token_record(token).holds == {}
     [record] = gateway.records(token)
-    assert (record["outcome"]["S"], record["charged_usd"]["N"], record["model"]["S"]) == ("abandoned", "0", "gpt-image-2")
+    assert (record.outcome, record.charged_usd, record.model) == ("abandoned", 0, "gpt-image-2")
 
 
 def test_a_reservation_of_a_request_that_may_still_be_running_is_left_alone(gateway):
@@ -50,19 +45,19 @@ def test_a_reservation_of_a_request_that_may_still_be_running_is_left_alone(gate
     reserve_at(gateway, token, "req-running", "0.30", age_seconds=20)
     assert sweep()["holds_released"] == 0
     assert gateway.balance(token) == Decimal("0.70")
-    assert "req-running" in gateway.token_item(token)["holds"]["M"]
+    assert "req-running" in gateway.token_record(token).holds
 
 
 def test_a_late_settlement_after_the_sweep_charges_nothing_twice(gateway):
     # Given a request the sweeper already gave up on
-    from common.ledger import Outcome, get_ledger
+    from common.billing.records import Outcome
 
     token = gateway.token("1")
     hold = reserve_at(gateway, token, "req-late", "0.30", age_seconds=600)
     sweep()
     # When the request settles after all (its function was only very slow)
-    charged, _ = get_ledger().settle(hold, Outcome(model="gpt-image-2", endpoint="generations", status=200,
-                                                   outcome="ok", params={}, cost_usd=Decimal("0.05")))
+    charged = gateway.ledger.settle(hold, Outcome(model="gpt-image-2", endpoint="generations", status=200,
+                                                  outcome="ok", params={}, cost_usd=Decimal("0.05"))).charged_usd
     # Then nothing moves: the hold is gone, so the settlement's condition fails
     assert charged == Decimal(0)
     assert gateway.balance(token) == Decimal("1")
@@ -79,15 +74,15 @@ def test_sweeping_twice_releases_once(gateway):
 
 def test_a_request_interrupted_mid_way_releases_its_reservation_itself(gateway, monkeypatch):
     # A function interrupted by an exception (not killed) gives the reservation back at once.
-    from common import images
+    from common.images import flow
 
     token = gateway.token("1")
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(images, "_call_upstream", interrupted)
+    monkeypatch.setattr(flow, "send", interrupted)
     with pytest.raises(KeyboardInterrupt):  # the interruption still ends the function
         gateway.generate({"prompt": "x", "quality": "low"}, token)
     assert gateway.balance(token) == Decimal("1")
-    assert gateway.token_item(token)["holds"]["M"] == {}
+    assert gateway.token_record(token).holds == {}

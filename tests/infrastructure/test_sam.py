@@ -83,14 +83,14 @@ def test_sam_build_packages_handlers_and_dependencies_for_every_function(tmp_pat
     ]
     assert function_names
     src = REPO_ROOT / "src"
-    # our packages with their data files (common/catalog.json, ...), without the developer's .pyc files
+    # our packages with their data files (common/billing/catalog.json, ...), without the developer's .pyc files
     source_files = sorted(
         path.relative_to(src)
         for init in src.glob("*/__init__.py")
         for path in init.parent.rglob("*")
         if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
     )
-    assert Path("common/catalog.json") in source_files
+    assert Path("common/billing/catalog.json") in source_files
     for name in function_names:
         artifact = build_dir / name
         props = {**global_props, **template["Resources"][name]["Properties"]}
@@ -101,7 +101,7 @@ def test_sam_build_packages_handlers_and_dependencies_for_every_function(tmp_pat
             packaged = artifact / relative
             assert packaged.is_file(), f"{name}: src/{relative} not packaged"
             assert packaged.read_bytes() == (src / relative).read_bytes(), f"{name}: src/{relative} differs"
-        assert (artifact / "common" / "catalog.json").is_file(), f"{name}: catalog.json missing"
+        assert (artifact / "common" / "billing" / "catalog.json").is_file(), f"{name}: catalog.json missing"
         assert not (artifact / "Makefile").exists(), f"{name}: the build's Makefile was packaged"
         assert (artifact / "pydantic" / "__init__.py").is_file(), f"{name}: pydantic missing"
         assert (artifact / "aws_lambda_powertools").is_dir(), f"{name}: powertools missing"
@@ -119,7 +119,7 @@ def test_sam_build_packages_handlers_and_dependencies_for_every_function(tmp_pat
         tag = f"cpython-{version[1]}{version[2]}"
         assert sys.implementation.cache_tag == tag, "run the tests with the runtime's Python"
         for package, stem in (
-            ("common", "images"),
+            ("common/images", "flow"),
             ("handlers", module.rpartition(".")[2]),
             ("pydantic", "main"),
             ("aws_lambda_powertools/tracing", "tracer"),
@@ -138,5 +138,5 @@ def test_sam_build_packages_handlers_and_dependencies_for_every_function(tmp_pat
             assert pyc_flags(pyc) == 0b01, f"{name}: {relative} .pyc is not unchecked-hash based"
             assert header[8:16] == importlib.util.source_hash(source.read_bytes()), f"{name}: stale {relative} .pyc"
         # compiled with Lambda's paths, so tracebacks read /var/task/... even before the import fixes them
-        code = marshal.loads((artifact / "common/__pycache__" / f"images.{tag}.pyc").read_bytes()[16:])
-        assert code.co_filename == "/var/task/common/images.py", code.co_filename
+        code = marshal.loads((artifact / "common/images/__pycache__" / f"flow.{tag}.pyc").read_bytes()[16:])
+        assert code.co_filename == "/var/task/common/images/flow.py", code.co_filename

@@ -66,25 +66,25 @@ class Stack:
         return boto3.client("dynamodb", endpoint_url=self.state["moto_endpoint"], region_name="us-east-1",
                             aws_access_key_id="testing", aws_secret_access_key="testing")
 
+    def ledger(self):
+        """The stack's table through the real ledger adapter (DynamoDB on the stack's moto)."""
+        from common.billing.ledger import DynamoLedger
+
+        return DynamoLedger(self.state["table"], self.dynamodb())
+
     def new_token(self, balance: str) -> str:
         """Fund another token in the stack's table (what the operator CLI does)."""
-        import secrets
+        from common.billing.tokens import issue_token
 
-        from common.ledger import Ledger, TokenRecord
-        from common.tokens import hash_secret
+        return issue_token(self.ledger(), name="integration", balance_usd=Decimal(balance)).secret
 
-        secret = "sk-img-" + secrets.token_urlsafe(32)
-        Ledger(self.state["table"], client=self.dynamodb()).create_token(TokenRecord(
-            key_hash=hash_secret(secret), token_id="tok_" + secrets.token_hex(8), name="integration",
-            balance_usd=Decimal(balance), deposited_usd=Decimal(balance), created_at=int(time.time())))
-        return secret
+    def token(self, secret: str):
+        from common.billing.tokens import hash_secret
+
+        return self.ledger().get_token(hash_secret(secret))
 
     def balance(self, secret: str) -> Decimal:
-        from common.tokens import hash_secret
-
-        item = self.dynamodb().get_item(TableName=self.state["table"], Key={
-            "pk": {"S": f"KEY#{hash_secret(secret)}"}, "sk": {"S": "TOKEN"}})["Item"]
-        return Decimal(item["balance_usd"]["N"])
+        return self.token(secret).balance_usd
 
     def emulator(self, action: str, payload: dict | None = None):
         root = self.state["emulator_url"].rsplit("/v1", 1)[0]

@@ -16,17 +16,9 @@ MEDIUM = {"model": "gpt-image-2", "prompt": "A futuristic skyline at dusk", "siz
 
 
 def ledger_view(stack: Stack, secret: str) -> dict:
-    """The token item and its request records, read straight from the table."""
-    from common.tokens import hash_secret
-
-    dynamodb = stack.dynamodb()
-    table = stack.state["table"]
-    item = dynamodb.get_item(TableName=table, Key={"pk": {"S": f"KEY#{hash_secret(secret)}"}, "sk": {"S": "TOKEN"}},
-                             ConsistentRead=True)["Item"]
-    records = dynamodb.query(TableName=table, KeyConditionExpression="pk = :pk AND begins_with(sk, :req)",
-                             ExpressionAttributeValues={":pk": {"S": f"USAGE#{item['token_id']['S']}"},
-                                                        ":req": {"S": "REQ#"}})["Items"]
-    return {"item": item, "records": records}
+    """The token and its request records, read from the stack's table by the real ledger."""
+    token = stack.token(secret)
+    return {"token": token, "records": stack.ledger().request_records(token.token_id)}
 
 
 def test_twelve_concurrent_requests_on_a_quarter_dollar_never_overspend_and_reconcile(stack):
@@ -55,14 +47,14 @@ def test_twelve_concurrent_requests_on_a_quarter_dollar_never_overspend_and_reco
     # Nothing was spent beyond the balance: each admitted request was fully covered when reserved
     assert sum(charges) <= Decimal("0.25")
     view = ledger_view(stack, secret)
-    balance = Decimal(view["item"]["balance_usd"]["N"])
-    assert balance >= 0
+    token = view["token"]
+    assert token.balance_usd >= 0
     # And the ledger reconciles to the last digit
-    assert view["item"]["holds"]["M"] == {}
-    assert balance == Decimal("0.25") - sum(charges)
-    assert Decimal(view["item"]["spent_usd"]["N"]) == sum(charges)
-    assert sum(Decimal(r["charged_usd"]["N"]) for r in view["records"]) == sum(charges)
-    assert Decimal(view["item"]["deposited_usd"]["N"]) - balance == sum(charges)
+    assert token.holds == {}
+    assert token.balance_usd == Decimal("0.25") - sum(charges)
+    assert token.spent_usd == sum(charges)
+    assert sum(r.charged_usd for r in view["records"]) == sum(charges)
+    assert token.deposited_usd - token.balance_usd == sum(charges)
     assert len(view["records"]) == len(admitted)  # refused before reserving: nothing to record
 
 
@@ -75,4 +67,4 @@ def test_requests_refused_for_balance_leave_no_trace_but_the_429(stack):
     assert response.json()["error"]["code"] == "insufficient_quota"
     assert stack.emulator("requests") == []
     view = ledger_view(stack, secret)
-    assert Decimal(view["item"]["balance_usd"]["N"]) == Decimal("0.01") and view["records"] == []
+    assert view["token"].balance_usd == Decimal("0.01") and view["records"] == []

@@ -13,50 +13,33 @@ import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from functools import lru_cache
-from pathlib import Path
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from admin import connect
 from admin.__main__ import CSV_HEADER, main
-from common.ledger import Ledger, Outcome
-from common.tokens import hash_secret
-from local_stack import aws
-from local_stack.template import Template
+from common.billing.ledger import DynamoLedger
+from common.billing.records import Outcome
+from common.billing.tokens import hash_secret
 
-ROOT = Path(__file__).resolve().parents[2]
-TABLE = "t"
+TABLE = "gateway"  # the table of the shared `aws` fixture (tests/conftest.py)
 SECRET = re.compile(r"sk-img-[A-Za-z0-9_-]{43}")
 TOKENS = {"text_input": 41, "cached_text_input": 0, "image_input": 0, "image_output": 1756}
 COST = Decimal("0.052885")  # what TOKENS cost on gpt-image-2
 
 
-@lru_cache(maxsize=1)
-def table_spec():
-    return Template(ROOT / "template.yaml").table()
-
-
-@pytest.fixture
-def aws_env(monkeypatch, tmp_path):
-    for name, value in {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing",
-                        "AWS_SECRET_ACCESS_KEY": "testing"}.items():
-        monkeypatch.setenv(name, value)
-    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_CLOUDFORMATION", "AWS_PROFILE",
-                 "AWS_SESSION_TOKEN", "AWS_REGION"):
-        monkeypatch.delenv(name, raising=False)
+@pytest.fixture(autouse=True)
+def no_local_stack(monkeypatch, tmp_path):
     # A developer's running `make run` must not become these tests' default table.
     monkeypatch.setattr(connect, "DEFAULT_STATE_FILE", tmp_path / "no-stack.json")
     monkeypatch.delenv("GATEWAY_STATE_FILE", raising=False)
 
 
 @pytest.fixture
-def ledger(aws_env) -> Ledger:
-    with mock_aws():
-        aws.create_table(None, table_spec(), name=TABLE)
-        yield Ledger(TABLE, client=boto3.client("dynamodb"))
+def ledger(aws) -> DynamoLedger:
+    assert aws.table == TABLE
+    return DynamoLedger(aws.table, aws.dynamodb())
 
 
 class Cli:
@@ -82,17 +65,17 @@ def cli(ledger, capsys) -> Cli:
     return Cli(capsys)
 
 
-def spend(ledger: Ledger, secret: str, token_id: str, cost: Decimal = COST, model: str = "gpt-image-2",
+def spend(ledger: DynamoLedger, secret: str, token_id: str, cost: Decimal = COST, model: str = "gpt-image-2",
           reserve: str = "0.3") -> None:
     """One real charged request: the reservation, then its settlement (as the image routes do)."""
-    hold = ledger.reserve(hash_secret(secret), token_id, uuid.uuid4().hex, Decimal(reserve), model=model,
+    hold = ledger.reserve(ledger.get_token(hash_secret(secret)), uuid.uuid4().hex, Decimal(reserve), model=model,
                           endpoint="generations")
     ledger.settle(hold, Outcome(model=model, endpoint="generations", status=200, outcome="ok",
                                 params={"size": "1024x1024"}, images=1, tokens=TOKENS,
                                 cost_by_kind={"image_output": cost}, cost_usd=cost))
 
 
-def table_text(ledger: Ledger) -> str:
+def table_text(ledger: DynamoLedger) -> str:
     return json.dumps(ledger.client.scan(TableName=TABLE)["Items"])
 
 
@@ -116,7 +99,7 @@ def test_create_stores_the_allowed_models_the_expiry_day_and_the_multiplier(cli,
                            "--multiplier", "0.9")
 
     token = ledger.get_token(hash_secret(secret))
-    assert token.allowed_models == ["gpt-image-2", "gpt-image-1.5"]
+    assert token.allowed_models == ("gpt-image-2", "gpt-image-1.5")
     assert token.price_multiplier == Decimal("0.9")
     # Works through the whole of that UTC day.
     assert token.expires_at == int(datetime(3000, 1, 1, tzinfo=timezone.utc).timestamp())
@@ -180,7 +163,7 @@ def test_list_shows_every_token_with_its_money_but_never_a_secret_or_hash(cli, l
 
 def test_list_as_json_has_exact_decimal_strings_and_no_secret_or_hash(cli, ledger):
     secret, token_id = cli.create(balance="10")
-    ledger.reserve(hash_secret(secret), token_id, "req-1", Decimal("0.25"))
+    ledger.reserve(ledger.get_token(hash_secret(secret)), "req-1", Decimal("0.25"))
 
     code, out, _ = cli("list", "--json")
 
@@ -203,7 +186,7 @@ def test_list_of_an_empty_table_says_how_to_create_a_token(cli):
 def test_show_gives_details_credit_entries_holds_and_says_reconciled(cli, ledger):
     secret, token_id = cli.create(balance="10")
     spend(ledger, secret, token_id)
-    ledger.reserve(hash_secret(secret), token_id, "req-in-flight", Decimal("0.2"), model="gpt-image-2",
+    ledger.reserve(ledger.get_token(hash_secret(secret)), "req-in-flight", Decimal("0.2"), model="gpt-image-2",
                    endpoint="generations")
 
     code, out, _ = cli("show", token_id)
@@ -219,7 +202,7 @@ def test_show_as_json_reconciles_exactly(cli, ledger):
     secret, token_id = cli.create(balance="10")
     spend(ledger, secret, token_id)
     spend(ledger, secret, token_id, cost=Decimal("0.0000005"))
-    ledger.reserve(hash_secret(secret), token_id, "req-in-flight", Decimal("0.2"))
+    ledger.reserve(ledger.get_token(hash_secret(secret)), "req-in-flight", Decimal("0.2"))
 
     code, out, _ = cli("show", token_id, "--json")
 
@@ -324,7 +307,7 @@ def test_revoke_refuses_the_next_reservation_and_is_idempotent(cli, ledger):
     assert "already revoked" in second[1]
     assert ledger.find_token(token_id).status == "revoked"
     with pytest.raises(Exception, match="revoked"):
-        ledger.reserve(hash_secret(secret), token_id, "req-after", Decimal("0.1"))
+        ledger.reserve(ledger.get_token(hash_secret(secret)), "req-after", Decimal("0.1"))
 
 
 def test_reactivate_makes_a_revoked_token_active_again(cli, ledger):

@@ -25,7 +25,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from PIL import Image
 
 from common.errors import ApiError
-from common.fetch import FetchedImage, ImageFetcher, sniff_image_type
+from common.images.fetch import FetchedImage, ImageFetcher, sniff_image_type
 
 HOST = "images.example.test"  # in the certificate
 HOP = "hop.example.test"  # in the certificate, another name on the same server

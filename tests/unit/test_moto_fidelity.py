@@ -6,9 +6,7 @@ from __future__ import annotations
 import copy
 import threading
 
-import boto3
 import pytest
-from moto import mock_aws
 
 import moto.dynamodb.responses as moto_responses
 
@@ -16,24 +14,14 @@ KEY = {"pk": {"S": "KEY#one"}, "sk": {"S": "TOKEN"}}
 
 
 @pytest.fixture
-def dynamodb(monkeypatch):
-    for name, value in {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing",
-                        "AWS_SECRET_ACCESS_KEY": "testing"}.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        client = boto3.client("dynamodb")
-        client.create_table(TableName="t", BillingMode="PAY_PER_REQUEST",
-                            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
-                                       {"AttributeName": "sk", "KeyType": "RANGE"}],
-                            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                                  {"AttributeName": "sk", "AttributeType": "S"}])
-        client.put_item(TableName="t", Item={**KEY, "holds": {"M": {}}})
-        yield client
+def dynamodb(aws):
+    client = aws.dynamodb()
+    client.put_item(TableName=aws.table, Item={**KEY, "holds": {"M": {}}})
+    return client
 
 
 def add_hold(client, name: str) -> None:
-    client.update_item(TableName="t", Key=KEY, UpdateExpression="SET holds.#h = :one",
+    client.update_item(TableName="gateway", Key=KEY, UpdateExpression="SET holds.#h = :one",
                        ExpressionAttributeNames={"#h": name}, ExpressionAttributeValues={":one": {"N": "1"}})
 
 
@@ -69,7 +57,7 @@ def test_an_update_of_an_item_cannot_run_while_another_request_is_copying_that_i
 
     # Then the second waited for the first to finish, and both holds are there
     assert overlapped == [False]
-    item = dynamodb.get_item(TableName="t", Key=KEY, ConsistentRead=True)["Item"]
+    item = dynamodb.get_item(TableName="gateway", Key=KEY, ConsistentRead=True)["Item"]
     assert set(item["holds"]["M"]) == {"a", "b"}
 
 
@@ -93,5 +81,5 @@ def test_forty_concurrent_updates_of_one_map_all_land(dynamodb):
 
     # Then none failed and every entry is in the item
     assert errors == []
-    item = dynamodb.get_item(TableName="t", Key=KEY, ConsistentRead=True)["Item"]
+    item = dynamodb.get_item(TableName="gateway", Key=KEY, ConsistentRead=True)["Item"]
     assert len(item["holds"]["M"]) == 40

@@ -7,8 +7,8 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 
-from common.catalog import Catalog, ModelSpec
-from common.pricing import (
+from common.billing.catalog import Catalog, ModelSpec
+from common.billing.pricing import (
     KINDS,
     TokenUsage,
     cost_of,

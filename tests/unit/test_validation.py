@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from common.catalog import ModelSpec
+from common.billing.catalog import ModelSpec
 from common.errors import ApiError
-from common.schemas import GenerationRequest
-from common.validation import (
+from common.images.schemas import GenerationRequest
+from common.images.validation import (
     check_options,
     check_size,
     error_from_pydantic,

@@ -19,7 +19,6 @@ import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from urllib.parse import unquote, urljoin, urlsplit
 
 import certifi
@@ -29,7 +28,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import ReadTimeoutError
 
 from common.errors import ApiError
-from common.imagetypes import sniff_image_type
+from common.images.imagetypes import sniff_image_type
 
 _EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp"}
 _HEADER_TYPES = {"image/png", "image/jpeg", "image/jpg", "image/webp"}  # accepted Content-Types
@@ -384,11 +383,3 @@ class ImageFetcher:
         if len(data) > self.max_bytes:
             raise too_large
         return self._image(data, "", param, index)
-
-
-@lru_cache(maxsize=1)
-def get_fetcher() -> ImageFetcher:
-    """One fetcher (and its connection pools) per container, with the deployment's allow-list."""
-    from common.config import get_settings
-
-    return ImageFetcher(allowed_networks=get_settings().fetch_allowed_networks)

@@ -1,60 +1,42 @@
-"""The ledger against moto, with the template's own table: reservations, settlement, release,
-overdraft, exact Decimal bookkeeping and concurrent reservations."""
+"""The Ledger port's contract: every test runs against the in-memory fake and the DynamoDB
+ledger on moto (the template's own table): reservations, settlement, release, overdraft, exact
+Decimal bookkeeping and concurrent reservations. A fake that passes this suite can stand in for
+DynamoDB in the flow tests."""
 from __future__ import annotations
 
-import json
 import threading
 import time
 import uuid
 from decimal import Decimal
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
-from common.ledger import Hold, Ledger, Outcome, ReservationRefused, TokenRecord
-from common.pricing import TokenUsage
-from local_stack import aws
-from local_stack.template import Template
+from common.billing.ledger import DynamoLedger
+from common.billing.pricing import TokenUsage
+from common.billing.records import Hold, Outcome, ReservationRefused, TokenExists, TokenRecord, UnknownToken
+from tests.fakes.ledger import FakeLedger
 
-ROOT = Path(__file__).resolve().parents[2]
-TABLE = "t"
 USAGE = {"input_tokens": 41, "input_tokens_details": {"text_tokens": 41, "image_tokens": 0},
          "output_tokens": 1756, "output_tokens_details": {"image_tokens": 1756, "text_tokens": 0},
          "total_tokens": 1797}
 RESERVED = Decimal("0.263745")  # the reservation for "a cat", gpt-image-2, 1024x1024, high
 COST = Decimal("0.052885")      # what USAGE costs on gpt-image-2
+ALL_DAYS = ("0001-01-01", "9999-12-31")
 
 
-@lru_cache(maxsize=1)
-def table_spec():
-    return Template(ROOT / "template.yaml").table()
-
-
-@pytest.fixture
-def client(monkeypatch):
-    for name, value in {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing",
-                        "AWS_SECRET_ACCESS_KEY": "testing"}.items():
-        monkeypatch.setenv(name, value)
-    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    with mock_aws():
-        aws.create_table(None, table_spec(), name=TABLE)
-        yield boto3.client("dynamodb")
-
-
-@pytest.fixture
-def ledger(client) -> Ledger:
-    return Ledger(TABLE, client=client)
+@pytest.fixture(params=["fake", "dynamodb"])
+def ledger(request):
+    if request.param == "fake":
+        return FakeLedger()
+    aws = request.getfixturevalue("aws")
+    return DynamoLedger(aws.table, aws.dynamodb())
 
 
 class Account:
     """One token in the ledger, with helpers to read back what the ledger wrote."""
 
-    def __init__(self, ledger: Ledger, balance: str = "10", **options: Any) -> None:
+    def __init__(self, ledger: Any, balance: str = "10", **options: Any) -> None:
         self.ledger = ledger
         self.key_hash = uuid.uuid4().hex * 2
         self.token_id = "tok_" + uuid.uuid4().hex[:16]
@@ -63,39 +45,32 @@ class Account:
                                         created_at=int(time.time()), **options))
 
     def reserve(self, amount: Decimal | str, request_id: str | None = None) -> Hold:
-        return self.ledger.reserve(self.key_hash, self.token_id, request_id or uuid.uuid4().hex, Decimal(amount))
+        return self.ledger.reserve(self.token, request_id or uuid.uuid4().hex, Decimal(amount))
 
     @property
     def token(self) -> TokenRecord:
         return self.ledger.get_token(self.key_hash)
 
     @property
-    def item(self) -> dict:
-        return self.ledger.client.get_item(TableName=TABLE, Key={"pk": {"S": f"KEY#{self.key_hash}"},
-                                                                  "sk": {"S": "TOKEN"}}, ConsistentRead=True)["Item"]
-
-    def _usage_items(self, prefix: str) -> list[dict]:
-        return self.ledger.client.query(
-            TableName=TABLE, KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-            ExpressionAttributeValues={":pk": {"S": f"USAGE#{self.token_id}"}, ":prefix": {"S": prefix}},
-            ConsistentRead=True)["Items"]
+    def records(self):
+        return self.ledger.request_records(self.token_id)
 
     @property
-    def records(self) -> list[dict]:
-        return self._usage_items("REQ#")
+    def days(self):
+        return self.ledger.daily_totals(self.token_id, *ALL_DAYS)
 
-    @property
-    def days(self) -> list[dict]:
-        return self._usage_items("DAY#")
+    def held(self) -> dict[str, Decimal]:
+        return {rid: hold.amount for rid, hold in self.token.holds.items()}
 
     def invariant_gap(self) -> Decimal:
         """deposited - balance - holds - spent: zero when no money was created or lost."""
         token = self.token
-        return token.deposited_usd - token.balance_usd - sum(token.holds.values(), Decimal(0)) - token.spent_usd
+        return token.deposited_usd - token.balance_usd - token.held_usd - token.spent_usd
 
 
-def n(item: dict, name: str) -> Decimal:
-    return Decimal(item[name]["N"])
+def settle(ledger: Any, hold: Hold, outcome: Outcome) -> tuple[Decimal, Decimal]:
+    settlement = ledger.settle(hold, outcome)
+    return settlement.charged_usd, settlement.balance_usd
 
 
 def charged_outcome(cost: Decimal = COST, usage: dict | None = USAGE, images: int = 1) -> Outcome:
@@ -120,9 +95,9 @@ def test_reserve_takes_the_amount_from_the_balance_and_records_a_hold(ledger):
 
     token = account.token
     assert token.balance_usd == Decimal("9.736255")
-    assert token.holds == {"req-1": RESERVED}
+    assert account.held() == {"req-1": RESERVED}
+    assert abs(token.holds["req-1"].started_at - time.time()) < 60
     assert (hold.amount, hold.balance_after, hold.request_id) == (RESERVED, Decimal("9.736255"), "req-1")
-    assert account.item["holds"]["M"]["req-1"]["M"]["amount"] == {"N": "0.263745"}
 
 
 def test_reservation_of_exactly_the_balance_is_accepted_and_leaves_zero(ledger):
@@ -137,36 +112,36 @@ def test_reservation_of_exactly_the_balance_is_accepted_and_leaves_zero(ledger):
 def test_reservation_above_the_balance_is_refused_as_insufficient_with_the_balance_and_changes_nothing(ledger):
     # Given a balance below the reservation
     account = Account(ledger, balance="0.2")
-    before = account.item
+    before = account.token
     # When reserving
     with pytest.raises(ReservationRefused) as info:
         account.reserve(RESERVED)
     # Then the refusal says why and how much is left, and the token is untouched
     assert info.value.reason == "insufficient"
     assert info.value.balance == Decimal("0.2")
-    assert account.item == before
+    assert account.token == before
 
 
 def test_revoked_token_is_refused_as_revoked_and_changes_nothing(ledger):
     account = Account(ledger, balance="10", status="revoked")
-    before = account.item
+    before = account.token
 
     with pytest.raises(ReservationRefused) as info:
         account.reserve(RESERVED)
 
     assert info.value.reason == "revoked"
-    assert account.item == before
+    assert account.token == before
 
 
 def test_expired_token_is_refused_as_expired_and_changes_nothing(ledger):
     account = Account(ledger, balance="10", expires_at=int(time.time()) - 60)
-    before = account.item
+    before = account.token
 
     with pytest.raises(ReservationRefused) as info:
         account.reserve(RESERVED)
 
     assert info.value.reason == "expired"
-    assert account.item == before
+    assert account.token == before
 
 
 def test_token_expiring_in_the_future_can_reserve(ledger):
@@ -175,12 +150,12 @@ def test_token_expiring_in_the_future_can_reserve(ledger):
     assert account.reserve(RESERVED).balance_after == Decimal("9.736255")
 
 
-def test_unknown_token_is_refused_as_unknown_and_no_item_is_created(ledger):
+def test_unknown_token_is_refused_as_unknown_and_no_token_appears(ledger):
     with pytest.raises(ReservationRefused) as info:
-        ledger.reserve("0" * 64, "tok_nobody", "req-1", RESERVED)
+        ledger.reserve(TokenRecord(key_hash="0" * 64, token_id="tok_nobody", name=""), "req-1", RESERVED)
 
     assert info.value.reason == "unknown"
-    assert ledger.client.scan(TableName=TABLE)["Items"] == []
+    assert ledger.get_token("0" * 64) is None and ledger.list_tokens() == []
 
 
 # --------------------------------------------------------------------------- settle
@@ -189,7 +164,7 @@ def test_settle_charges_exactly_the_cost_and_refunds_the_rest_of_the_reservation
     account = Account(ledger, balance="10")
     hold = account.reserve(RESERVED, "req-1")
 
-    charged, balance = ledger.settle(hold, charged_outcome())
+    charged, balance = settle(ledger, hold, charged_outcome())
 
     assert charged == COST
     assert balance == Decimal("9.947115")
@@ -206,17 +181,16 @@ def test_settle_writes_one_request_record_with_usage_cost_by_kind_and_charge(led
     ledger.settle(hold, charged_outcome())
 
     (record,) = account.records
-    assert record["sk"]["S"].startswith("REQ#") and record["sk"]["S"].endswith("#req-1")
-    assert record["request_id"]["S"] == "req-1"
-    assert json.loads(record["usage_raw"]["S"]) == USAGE
-    assert {k: Decimal(v["N"]) for k, v in record["cost_by_kind"]["M"].items()} == {
-        "text_input": Decimal("0.000205"), "image_output": Decimal("0.05268")}
-    assert n(record, "charged_usd") == COST
-    assert n(record, "cost_usd") == COST
-    assert n(record, "reserved_usd") == RESERVED
-    assert n(record, "uncollected_usd") == 0
-    assert (record["outcome"]["S"], n(record, "status"), n(record, "images")) == ("ok", 200, 1)
-    assert n(record, "expires_at") == n(record, "created_at") + 400 * 86400
+    assert (record.request_id, record.token_id, record.model, record.endpoint) == \
+        ("req-1", account.token_id, "gpt-image-2", "generations")
+    assert record.usage_raw == USAGE
+    assert record.cost_by_kind == {"text_input": Decimal("0.000205"), "image_output": Decimal("0.05268")}
+    assert record.tokens == {"text_input": 41, "cached_text_input": 0, "image_input": 0, "image_output": 1756}
+    assert (record.charged_usd, record.cost_usd, record.reserved_usd, record.uncollected_usd) == (COST, COST, RESERVED, 0)
+    assert (record.outcome, record.status, record.images) == ("ok", 200, 1)
+    assert record.params == {"size": "1024x1024", "quality": "medium"}
+    assert (record.latency_ms, record.upstream_latency_ms) == (1234, 1100)
+    assert record.expires_at == record.created_at + 400 * 86400
 
 
 def test_settle_adds_the_charge_to_the_daily_total(ledger):
@@ -226,10 +200,10 @@ def test_settle_adds_the_charge_to_the_daily_total(ledger):
     ledger.settle(hold, charged_outcome())
 
     (day,) = account.days
-    assert day["sk"]["S"] == f"DAY#{time.strftime('%Y-%m-%d', time.gmtime(hold.started_at))}#gpt-image-2"
-    assert n(day, "cost_usd") == COST
-    assert (n(day, "requests"), n(day, "images")) == (1, 1)
-    assert (n(day, "text_input_tokens"), n(day, "image_output_tokens")) == (41, 1756)
+    assert (day.date, day.model) == (time.strftime('%Y-%m-%d', time.gmtime(hold.started_at)), "gpt-image-2")
+    assert day.cost_usd == COST
+    assert (day.requests, day.images) == (1, 1)
+    assert (day.text_input_tokens, day.image_output_tokens) == (41, 1756)
 
 
 def test_two_settled_requests_add_up_in_one_daily_total(ledger):
@@ -240,8 +214,8 @@ def test_two_settled_requests_add_up_in_one_daily_total(ledger):
     ledger.settle(second, charged_outcome(cost=Decimal("0.000001"), images=2))
 
     (day,) = account.days
-    assert n(day, "cost_usd") == Decimal("0.052886")
-    assert (n(day, "requests"), n(day, "images")) == (2, 3)
+    assert day.cost_usd == Decimal("0.052886")
+    assert (day.requests, day.images) == (2, 3)
     assert len(account.records) == 2
 
 
@@ -251,7 +225,7 @@ def test_settling_twice_charges_once(ledger):
     hold = account.reserve(RESERVED, "req-1")
     ledger.settle(hold, charged_outcome())
     # When the same settlement is retried
-    charged, balance = ledger.settle(hold, charged_outcome())
+    charged, balance = settle(ledger, hold, charged_outcome())
     # Then nothing more is charged or recorded
     assert charged == 0
     assert balance == Decimal("9.947115")
@@ -259,14 +233,14 @@ def test_settling_twice_charges_once(ledger):
     assert account.token.spent_usd == COST
     assert len(account.records) == 1
     (day,) = account.days
-    assert (n(day, "cost_usd"), n(day, "requests")) == (COST, 1)
+    assert (day.cost_usd, day.requests) == (COST, 1)
 
 
 def test_settling_the_whole_reservation_leaves_nothing_to_refund(ledger):
     account = Account(ledger, balance="1")
     hold = account.reserve(RESERVED)
 
-    charged, balance = ledger.settle(hold, charged_outcome(cost=RESERVED))
+    charged, balance = settle(ledger, hold, charged_outcome(cost=RESERVED))
 
     assert charged == RESERVED
     assert balance == account.token.balance_usd == Decimal("0.736255")
@@ -284,10 +258,10 @@ def test_release_refunds_everything_and_records_the_failure_with_charged_zero(le
     token = account.token
     assert (token.balance_usd, token.spent_usd, token.holds) == (Decimal("10"), 0, {})
     (record,) = account.records
-    assert (n(record, "charged_usd"), n(record, "cost_usd")) == (0, 0)
-    assert (record["outcome"]["S"], n(record, "status")) == ("upstream_timeout", 504)
-    assert n(record, "reserved_usd") == RESERVED
-    assert "usage_raw" not in record
+    assert (record.charged_usd, record.cost_usd) == (0, 0)
+    assert (record.outcome, record.status) == ("upstream_timeout", 504)
+    assert record.reserved_usd == RESERVED
+    assert record.usage_raw is None
     assert account.days == []
 
 
@@ -305,11 +279,11 @@ def test_release_after_settle_changes_nothing(ledger):
     account = Account(ledger, balance="10")
     hold = account.reserve(RESERVED, "req-1")
     ledger.settle(hold, charged_outcome())
-    before = account.item
+    before = account.token
 
     ledger.release(hold, failed_outcome())
 
-    assert account.item == before
+    assert account.token == before
     assert len(account.records) == 1
 
 
@@ -319,12 +293,12 @@ def test_cost_above_the_reservation_takes_the_excess_from_the_balance_when_it_co
     account = Account(ledger, balance="5")
     hold = account.reserve("1")
 
-    charged, balance = ledger.settle(hold, charged_outcome(cost=Decimal("1.2")))
+    charged, balance = settle(ledger, hold, charged_outcome(cost=Decimal("1.2")))
 
     assert charged == Decimal("1.2")
     assert balance == account.token.balance_usd == Decimal("3.8")
     (record,) = account.records
-    assert (n(record, "charged_usd"), n(record, "uncollected_usd")) == (Decimal("1.2"), 0)
+    assert (record.charged_usd, record.uncollected_usd) == (Decimal("1.2"), 0)
 
 
 def test_cost_above_reservation_and_balance_empties_the_balance_and_records_the_uncollected_rest(ledger):
@@ -332,30 +306,28 @@ def test_cost_above_reservation_and_balance_empties_the_balance_and_records_the_
     account = Account(ledger, balance="1.5")
     hold = account.reserve("1")
     # When settling
-    charged, balance = ledger.settle(hold, charged_outcome(cost=Decimal("3")))
+    charged, balance = settle(ledger, hold, charged_outcome(cost=Decimal("3")))
     # Then everything there was is charged, the balance stops at zero, and the rest is recorded
     assert charged == Decimal("1.5")
     assert balance == 0
     token = account.token
     assert (token.balance_usd, token.spent_usd, token.holds) == (0, Decimal("1.5"), {})
     (record,) = account.records
-    assert n(record, "cost_usd") == Decimal("3")
-    assert n(record, "charged_usd") == Decimal("1.5")
-    assert n(record, "uncollected_usd") == Decimal("1.5")
+    assert (record.cost_usd, record.charged_usd, record.uncollected_usd) == (Decimal("3"), Decimal("1.5"), Decimal("1.5"))
     (day,) = account.days
-    assert n(day, "cost_usd") == Decimal("1.5")
+    assert day.cost_usd == Decimal("1.5")
 
 
 def test_cost_above_a_reservation_that_took_the_whole_balance_charges_only_the_reservation(ledger):
     account = Account(ledger, balance="1")
     hold = account.reserve("1")
 
-    charged, balance = ledger.settle(hold, charged_outcome(cost=Decimal("1.000001")))
+    charged, balance = settle(ledger, hold, charged_outcome(cost=Decimal("1.000001")))
 
     assert (charged, balance) == (Decimal("1"), 0)
     assert account.token.balance_usd == 0
     (record,) = account.records
-    assert n(record, "uncollected_usd") == Decimal("0.000001")
+    assert record.uncollected_usd == Decimal("0.000001")
 
 
 # --------------------------------------------------------------------------- bookkeeping
@@ -378,11 +350,11 @@ def test_deposited_minus_balance_minus_holds_equals_spent_exactly_after_a_mix_of
         account.reserve("100")                             # refused
 
     token = account.token
-    assert token.holds == {in_flight.request_id: Decimal("0.1234567")}
+    assert account.held() == {in_flight.request_id: Decimal("0.1234567")}
     assert token.spent_usd == Decimal("0.052885") + Decimal("0.000002") + Decimal("0.21072")
     assert account.invariant_gap() == 0
-    assert sum(n(r, "charged_usd") for r in account.records) == token.spent_usd
-    assert sum(n(d, "cost_usd") for d in account.days) == token.spent_usd
+    assert sum(r.charged_usd for r in account.records) == token.spent_usd
+    assert sum(d.cost_usd for d in account.days) == token.spent_usd
     assert all(isinstance(v, Decimal) for v in (token.balance_usd, token.spent_usd, token.deposited_usd))
 
 
@@ -444,3 +416,81 @@ def test_20_concurrent_reservations_on_a_balance_covering_7_admit_exactly_7(ledg
     assert token.balance_usd == Decimal("0.5")
     assert len(token.holds) == 7
     assert account.invariant_gap() == 0
+
+
+# --------------------------------------------------------------------------- tokens and credits
+
+def test_a_created_token_reads_back_as_given_with_nothing_spent_and_its_deposit_recorded(ledger):
+    account = Account(ledger, balance="2.5", allowed_models=("gpt-image-2",), price_multiplier=Decimal("0.9"),
+                      expires_at=int(time.time()) + 3600)
+
+    token = account.token
+    assert (token.token_id, token.name, token.status) == (account.token_id, "unit", "active")
+    assert (token.balance_usd, token.deposited_usd, token.spent_usd) == (Decimal("2.5"), Decimal("2.5"), 0)
+    assert (token.allowed_models, token.price_multiplier) == (("gpt-image-2",), Decimal("0.9"))
+    assert ledger.find_token(account.token_id) == token
+    (entry,) = ledger.credit_entries(account.token_id)
+    assert (entry.kind, entry.amount_usd, entry.reason) == ("deposit", Decimal("2.5"), "initial balance")
+
+
+def test_creating_a_token_with_a_key_that_exists_fails_and_keeps_the_first(ledger):
+    account = Account(ledger, balance="1")
+
+    with pytest.raises(TokenExists):
+        ledger.create_token(TokenRecord(key_hash=account.key_hash, token_id="tok_other", name="other",
+                                        balance_usd=Decimal(5), deposited_usd=Decimal(5)))
+
+    assert account.token.balance_usd == Decimal("1") and ledger.find_token("tok_other") is None
+
+
+def test_tokens_are_listed_by_id_and_found_by_id(ledger):
+    accounts = [Account(ledger, balance="1") for _ in range(3)]
+
+    assert [t.token_id for t in ledger.list_tokens()] == sorted(a.token_id for a in accounts)
+    assert ledger.find_token("tok_unknown") is None
+
+
+def test_credits_move_balance_and_deposits_together_with_an_entry_each(ledger):
+    account = Account(ledger, balance="1")
+
+    assert ledger.credit(account.token, Decimal("2"), kind="deposit", reason="invoice 1") == Decimal("3")
+    assert ledger.credit(account.token, Decimal("-0.5"), kind="adjustment", reason="refund") == Decimal("2.5")
+
+    token = account.token
+    assert (token.balance_usd, token.deposited_usd) == (Decimal("2.5"), Decimal("2.5"))
+    assert sorted((e.kind, e.amount_usd) for e in ledger.credit_entries(account.token_id)) == \
+        [("adjustment", Decimal("-0.5")), ("deposit", Decimal("1")), ("deposit", Decimal("2"))]
+    assert account.invariant_gap() == 0
+
+
+def test_a_negative_adjustment_below_zero_is_refused_and_changes_nothing(ledger):
+    account = Account(ledger, balance="1")
+    before = account.token
+
+    with pytest.raises(ValueError):
+        ledger.credit(account.token, Decimal("-1.01"), kind="adjustment", reason="too much")
+
+    assert account.token == before and len(ledger.credit_entries(account.token_id)) == 1
+
+
+def test_a_revoked_token_can_be_reactivated_and_an_unknown_one_cannot_be_changed(ledger):
+    account = Account(ledger, balance="1")
+
+    ledger.set_status(account.token, "revoked")
+    assert account.token.status == "revoked"
+    ledger.set_status(account.token, "active")
+    assert account.token.status == "active"
+    with pytest.raises(UnknownToken):
+        ledger.set_status(TokenRecord(key_hash="f" * 64, token_id="tok_nobody", name=""), "revoked")
+
+
+def test_daily_totals_and_records_are_read_by_date_range(ledger):
+    account = Account(ledger, balance="10")
+    hold = account.reserve(RESERVED, "req-1")
+    ledger.settle(hold, charged_outcome())
+    today = time.strftime("%Y-%m-%d", time.gmtime(hold.started_at))
+
+    assert len(ledger.daily_totals(account.token_id, today, today)) == 1
+    assert ledger.daily_totals(account.token_id, "2000-01-01", "2000-01-31") == []
+    assert [r.request_id for r in ledger.request_records(account.token_id, today, today + "\uffff")] == ["req-1"]
+    assert ledger.request_records(account.token_id, "2000-01-01", "2000-01-02") == []

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from common.catalog import Catalog, ModelSpec
+from common.billing.catalog import Catalog, ModelSpec
 
 MILLION = Decimal(1_000_000)
 SQUARE_PIXELS = 1024 * 1024

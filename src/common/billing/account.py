@@ -7,14 +7,14 @@ record; sums are Decimal, exact to the token, and become JSON numbers only at th
 from __future__ import annotations
 
 import re
+from dataclasses import asdict
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-from common.apigw import Request, json_response
 from common.errors import invalid_request
-from common.ledger import get_ledger
-from common.tokens import authenticate
+from common.web.apigw import Request, Response, json_response
+from common.wiring import Container
 
 DATE_FORMAT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 MAX_RANGE_DAYS = 366
@@ -58,38 +58,38 @@ def _epoch(day: date) -> int:
 
 # --- GET /v1/usage ---------------------------------------------------------------------------
 
-def usage(request: Request) -> dict:
+def usage(request: Request, deps: Container) -> Response:
     """Daily totals per model, both dates inclusive (UTC days).
 
     Defaults: from the first day of end_date's month (the current month when neither is given)
     to today. Every charged request of the token is shown, whatever models it may use today.
     """
-    token = authenticate(request.header("authorization"))
+    token = deps.tokens.authenticate(request.header("authorization"))
     start, end = query_date(request, "start_date"), query_date(request, "end_date")
     end = end or today()
     start = start or end.replace(day=1)
     _check_span(start, end, (end - start).days + 1)
-    rows = get_ledger().daily_totals(token.token_id, start.isoformat(), end.isoformat())
+    rows = deps.ledger.daily_totals(token.token_id, start.isoformat(), end.isoformat())
     payload = {
         "object": "usage",
         "balance_usd": token.balance_usd,
-        "total_cost_usd": sum((row["cost_usd"] for row in rows), Decimal(0)),
+        "total_cost_usd": sum((row.cost_usd for row in rows), Decimal(0)),
         "start_date": start.isoformat(),
         "end_date": end.isoformat(),
-        "data": rows,
+        "data": [asdict(row) for row in rows],
     }
     return json_response(200, payload, request.request_id)
 
 
 # --- GET /v1/dashboard/billing/subscription --------------------------------------------------
 
-def billing_subscription(request: Request) -> dict:
+def billing_subscription(request: Request, deps: Container) -> Response:
     """OpenAI's legacy subscription shape for a prepaid token: the limit is what it was funded with.
 
     Front ends show `hard_limit_usd` as the total and `total_usage` of the usage endpoint as the
     used part; `balance_usd` (not in OpenAI's shape) is what the token can still spend now.
     """
-    token = authenticate(request.header("authorization"))
+    token = deps.tokens.authenticate(request.header("authorization"))
     payload: dict[str, Any] = {
         "object": "billing_subscription",
         "has_payment_method": True,
@@ -105,7 +105,7 @@ def billing_subscription(request: Request) -> dict:
 
 # --- GET /v1/dashboard/billing/usage ---------------------------------------------------------
 
-def billing_usage(request: Request) -> dict:
+def billing_usage(request: Request, deps: Container) -> Response:
     """OpenAI's legacy usage shape: costs in cents (USD x 100), one entry per UTC day.
 
     end_date is EXCLUSIVE, as it was on OpenAI's endpoint that these clients were written for:
@@ -115,20 +115,20 @@ def billing_usage(request: Request) -> dict:
     against OpenAI.) start_date == end_date is an empty range, not an error. Defaults: the first
     of the current month to tomorrow, i.e. this month so far.
     """
-    token = authenticate(request.header("authorization"))
+    token = deps.tokens.authenticate(request.header("authorization"))
     start, end = query_date(request, "start_date"), query_date(request, "end_date")
     end = end or today() + timedelta(days=1)
     start = start or (end - timedelta(days=1)).replace(day=1)
     _check_span(start, end, (end - start).days)
     days = [start + timedelta(days=offset) for offset in range((end - start).days)]
-    rows = (get_ledger().daily_totals(token.token_id, days[0].isoformat(), days[-1].isoformat())
+    rows = (deps.ledger.daily_totals(token.token_id, days[0].isoformat(), days[-1].isoformat())
             if days else [])
     by_day: dict[str, list[dict[str, Any]]] = {day.isoformat(): [] for day in days}
     for row in rows:
-        by_day[row["date"]].append({"name": row["model"], "cost": row["cost_usd"] * CENTS})
+        by_day[row.date].append({"name": row.model, "cost": row.cost_usd * CENTS})
     payload = {
         "object": "list",
-        "total_usage": sum((row["cost_usd"] for row in rows), Decimal(0)) * CENTS,
+        "total_usage": sum((row.cost_usd for row in rows), Decimal(0)) * CENTS,
         "daily_costs": [{"timestamp": _epoch(day), "line_items": by_day[day.isoformat()]} for day in days],
     }
     return json_response(200, payload, request.request_id)

@@ -14,7 +14,8 @@ from typing import Any
 from multipart import MultipartError, MultipartParser, parse_options_header
 
 from common.errors import ApiError, invalid_request
-from common.imagetypes import sniff_image_type
+from common.images.imagetypes import sniff_image_type
+from common.upstream.openai_images import UploadedFile
 
 MAX_IMAGES = 16
 # OpenAI's per-file limit. In AWS a multipart body is also bounded by API Gateway (10 MB) and by
@@ -23,14 +24,6 @@ MAX_FILE_BYTES = 50 * 1024 * 1024
 IMAGE_FIELDS = ("image", "image[]")
 INTEGER_FIELDS = ("n", "output_compression", "partial_images")
 BOOLEAN_FIELDS = ("stream",)
-
-
-@dataclass(frozen=True)
-class UploadedFile:
-    field: str
-    filename: str
-    content_type: str  # as declared, or the sniffed type when none/octet-stream was declared
-    data: bytes
 
 
 @dataclass(frozen=True)

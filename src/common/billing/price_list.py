@@ -11,27 +11,20 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from common.apigw import Request, json_response
-from common.catalog import ModelSpec, get_catalog
-from common.config import get_settings
-from common.pricing import KINDS, effective_multiplier, estimate_per_image
-from common.tokens import authenticate
+from common.billing.catalog import ModelSpec
+from common.billing.pricing import KINDS, effective_multiplier, estimate_per_image
+from common.web.apigw import Request, Response, json_response
+from common.wiring import Container
 
 ESTIMATE_SIZES = ("1024x1024", "1024x1536", "1536x1024")
 ESTIMATE_QUALITIES = ("low", "medium", "high")
 DISPLAY_STEP = Decimal("0.001")
 
 
-def price_list(request: Request) -> dict:
-    token = authenticate(request.header("authorization"))
-    multiplier = effective_multiplier(get_settings().price_multiplier, token.price_multiplier)
-    catalog = get_catalog()
-    allowed = token.allowed_models
-    data = [
-        model_prices(catalog.get(model_id), multiplier)
-        for model_id in catalog.models
-        if allowed is None or model_id in allowed
-    ]
+def price_list(request: Request, deps: Container) -> Response:
+    token = deps.tokens.authenticate(request.header("authorization"))
+    multiplier = effective_multiplier(deps.settings.price_multiplier, token.price_multiplier)
+    data = [model_prices(spec, multiplier) for model_id, spec in deps.catalog.models.items() if token.may_use(model_id)]
     payload = {"object": "pricing", "currency": "usd", "multiplier": multiplier, "data": data}
     return json_response(200, payload, request.request_id)
 

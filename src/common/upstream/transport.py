@@ -1,26 +1,27 @@
-"""Calls to the upstream image API (OpenAI or compatible) and the mapping of its answers.
+"""HTTP to the upstream: one pooled session, the platform's key, retries only while safe.
 
-- One pooled `requests.Session` per container; the platform's key from Secrets Manager (cached),
-  never the customer's token, goes in `Authorization`.
+The real adapter of the Transport port (common.ports). It knows nothing of images: it POSTs a
+body under a base URL and returns the reply, or raises one of the three failures below.
+
+- One pooled `requests.Session` per container; the platform's key (from a provider, so a rotated
+  key is picked up), never the customer's token, goes in `Authorization`.
 - Retries follow urllib3's `Retry` policy (which statuses, how many, backoff, `Retry-After`),
-  but only while the function's deadline allows another full attempt, and never after the
-  request may have reached the upstream (read timeout, dropped connection): a generation may
-  already be billed upstream, and a second one would be billed twice.
+  but only while the deadline allows another full attempt, and never after the request may have
+  reached the upstream (read timeout, dropped connection): the work may already be under way
+  and billed there, and a second attempt would be billed twice.
 """
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any, Callable
+from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import InvalidHeader, MaxRetryError, NewConnectionError
 from urllib3.util.retry import Retry
-
-from common.errors import ApiError, upstream_error, upstream_timeout
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 CONNECT_TIMEOUT_SECONDS = 3.05
@@ -33,8 +34,28 @@ POLICY = Retry(
 )
 
 
+class TransportError(Exception):
+    """No reply to give back."""
+
+
+class Unreachable(TransportError):
+    """The upstream never received the request (connection refused or timed out, after retries)."""
+
+
+class ConnectionLost(TransportError):
+    """The connection broke after the request may have reached the upstream: not retried."""
+
+
+class TimedOut(TransportError):
+    """The deadline passed before a reply (or before the request could be sent)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"no reply within {seconds:.0f} s")
+        self.seconds = seconds
+
+
 @dataclass(frozen=True)
-class UpstreamReply:
+class HttpReply:
     status: int
     headers: Any  # requests' case-insensitive dict
     content: bytes
@@ -47,14 +68,14 @@ class UpstreamReply:
             return None
 
 
-class Upstream:
+class HttpTransport:
     def __init__(self, base_url: str, api_key: Callable[[], str], session: requests.Session | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
-        self.session = session or _pooled_session()
+        self.session = session or pooled_session()
 
     def post(self, path: str, *, deadline: float, json_body: Any = None, data: Any = None,
-             files: Any = None) -> UpstreamReply:
+             files: Any = None) -> HttpReply:
         """POST with bounded retries; `deadline` is a time.monotonic() value."""
         url = f"{self.base_url}{path}"
         headers = {"Authorization": f"Bearer {self._api_key()}", "Accept": "application/json, text/event-stream"}
@@ -63,7 +84,7 @@ class Upstream:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise upstream_timeout(time.monotonic() - started)
+                raise TimedOut(time.monotonic() - started)
             try:
                 response = self.session.post(
                     url, json=json_body, data=data, files=files, headers=headers,
@@ -73,15 +94,14 @@ class Upstream:
                 policy = self._next_try(policy, url, deadline, error=exc)
                 continue
             except requests.exceptions.ReadTimeout:
-                raise upstream_timeout(time.monotonic() - started) from None
+                raise TimedOut(time.monotonic() - started) from None
             except requests.exceptions.ConnectionError as exc:
                 if not _never_sent(exc):
-                    # The request may be in progress upstream: retrying could generate (and bill) twice.
-                    raise upstream_error("The connection to the image service was lost. You have not been charged.") from None
+                    raise ConnectionLost() from None
                 policy = self._next_try(policy, url, deadline, error=exc)
                 continue
-            reply = UpstreamReply(response.status_code, response.headers, response.content,
-                                  int((time.monotonic() - started) * 1000))
+            reply = HttpReply(response.status_code, response.headers, response.content,
+                              int((time.monotonic() - started) * 1000))
             if response.status_code not in RETRY_STATUSES:
                 return reply
             try:
@@ -101,13 +121,13 @@ class Upstream:
         except MaxRetryError:
             if response is not None:
                 raise _GiveUp() from None
-            raise upstream_error("The image service could not be reached. You have not been charged.") from None
+            raise Unreachable() from None
         wait = _retry_after(policy, response) if response is not None else None
         wait = policy.get_backoff_time() if wait is None else wait
         if time.monotonic() + wait + MIN_ATTEMPT_SECONDS > deadline:
             if response is not None:
                 raise _GiveUp()
-            raise upstream_error("The image service could not be reached. You have not been charged.")
+            raise Unreachable()
         time.sleep(wait)
         return policy
 
@@ -138,7 +158,7 @@ def _urllib3_cause(exc: Exception) -> Exception:
     return cause.reason if isinstance(cause, MaxRetryError) and cause.reason else exc
 
 
-def _pooled_session() -> requests.Session:
+def pooled_session() -> requests.Session:
     session = requests.Session()
     # Retries are ours (above), so the adapter never retries on its own.
     adapter = HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
@@ -148,59 +168,3 @@ def _pooled_session() -> requests.Session:
     # No proxy variables or ~/.netrc to look up on every call: the function talks to one upstream.
     session.trust_env = False
     return session
-
-
-def error_from_reply(reply: UpstreamReply) -> ApiError:
-    """Map an unsuccessful upstream answer to what the customer sees."""
-    body = reply.json()
-    error = body.get("error") if isinstance(body, dict) else None
-    headers = {}
-    if reply.headers.get("x-request-id"):
-        headers["x-upstream-request-id"] = reply.headers["x-request-id"]
-    if reply.status in (401, 403):
-        # The platform's own key was refused: not the customer's fault, and not their key.
-        return ApiError(502, "The gateway could not authenticate with the image service. Please contact the platform.",
-                        type="server_error", code="upstream_auth_error", headers=headers)
-    if reply.status == 429 and isinstance(error, dict) and error.get("code") == "insufficient_quota":
-        # The platform's own upstream account is out of credit: the customer's balance is fine.
-        return ApiError(503, "The image service is temporarily unavailable on this platform. You have not been charged.",
-                        type="server_error", code="upstream_unavailable", headers=headers)
-    if 400 <= reply.status < 500 and isinstance(error, dict) and isinstance(error.get("message"), str):
-        if reply.status == 429 and reply.headers.get("retry-after"):
-            headers["retry-after"] = reply.headers["retry-after"]
-        full = {"error": {"message": error["message"], "type": error.get("type") or "invalid_request_error",
-                          "param": error.get("param"), "code": error.get("code"),
-                          **{k: v for k, v in error.items() if k not in ("message", "type", "param", "code")}}}
-        return ApiError(reply.status, error["message"], type=full["error"]["type"], param=error.get("param"),
-                        code=error.get("code"), headers=headers, body=full)
-    return ApiError(502, f"The image service failed (HTTP {reply.status}). You have not been charged; please retry.",
-                    type="server_error", code="upstream_error", headers=headers)
-
-
-def rejects_parameter(reply: UpstreamReply, name: str) -> bool:
-    """Did the upstream refuse the request because of this parameter?"""
-    if reply.status != 400:
-        return False
-    body = reply.json()
-    error = body.get("error") if isinstance(body, dict) else None
-    if not isinstance(error, dict):
-        return False
-    return error.get("param") == name or (
-        error.get("code") in ("unknown_parameter", "unsupported_parameter") and f"'{name}'" in str(error.get("message")))
-
-
-def rejects_json_form(reply: UpstreamReply) -> bool:
-    """Did the upstream refuse a JSON edit (it only takes multipart uploads)?"""
-    return reply.status == 415 or rejects_parameter(reply, "images")
-
-
-@lru_cache(maxsize=1)
-def get_upstream() -> Upstream:
-    from aws_lambda_powertools.utilities import parameters
-
-    from common.config import get_settings
-
-    settings = get_settings()
-    # Cached for 5 minutes per container: a rotated key is picked up without a redeploy.
-    return Upstream(settings.upstream_base_url,
-                    lambda: parameters.get_secret(settings.upstream_api_key_secret_id, max_age=300))

@@ -10,10 +10,10 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from common.catalog import Catalog, ModelSpec
+from common.billing.catalog import Catalog, ModelSpec
 from common.errors import ApiError, invalid_request
-from common.pricing import parse_size
-from common.schemas import ImageOptions
+from common.billing.pricing import parse_size
+from common.images.schemas import ImageOptions
 
 FIXED_SIZES = ("1024x1024", "1536x1024", "1024x1536")
 T = TypeVar("T", bound=BaseModel)
@@ -104,7 +104,7 @@ def parse_model(model: type[T], data: dict[str, Any]) -> T:
         raise error_from_pydantic(exc) from None
 
 
-def resolve_model(requested: str | None, catalog: Catalog, default: str, allowed: list[str] | None) -> ModelSpec:
+def resolve_model(requested: str | None, catalog: Catalog, default: str, allowed: tuple[str, ...] | None) -> ModelSpec:
     model_id = requested or default
     spec = catalog.get(model_id)
     if spec is None or (allowed is not None and model_id not in allowed):

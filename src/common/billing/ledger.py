@@ -1,6 +1,8 @@
-"""The ledger: tokens, balances, reservations and request records in one DynamoDB table.
+"""The ledger on DynamoDB: tokens, balances, reservations and request records in one table.
 
-This is the only module that talks to DynamoDB. Keys (docs/ARCHITECTURE.md):
+The real adapter of the Ledger port (common.ports); it takes and returns the records of
+common.billing.records, never raw items. This is the only module that talks to DynamoDB.
+Keys (docs/ARCHITECTURE.md):
   token          pk=KEY#<sha256 of secret>   sk=TOKEN     balance, deposits, in-flight `holds`
   request record pk=USAGE#<token_id>         sk=REQ#<started ISO time>#<request id>
   daily total    pk=USAGE#<token_id>         sk=DAY#<YYYY-MM-DD>#<model>
@@ -24,92 +26,17 @@ import hashlib
 import json
 import secrets
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
-from functools import lru_cache
 from typing import Any
 
-import boto3
 from botocore.exceptions import ClientError
+
+from common.billing.records import (USAGE_COUNTERS, CreditEntry, Hold, HoldDetail, Outcome, RequestRecord, Settlement,
+                                    TokenExists, TokenRecord, UnknownToken, UsageDay, refusal_for)
 
 TOKEN_SK = "TOKEN"
 TOKEN_INDEX_PK = "TOKEN"
-
-
-@dataclass(frozen=True)
-class TokenRecord:
-    key_hash: str
-    token_id: str
-    name: str
-    status: str = "active"
-    balance_usd: Decimal = Decimal(0)
-    deposited_usd: Decimal = Decimal(0)
-    spent_usd: Decimal = Decimal(0)
-    created_at: int = 0
-    expires_at: int | None = None
-    allowed_models: list[str] | None = None
-    price_multiplier: Decimal | None = None
-    holds: dict[str, Decimal] = field(default_factory=dict)
-    hold_details: dict[str, "HoldDetail"] = field(default_factory=dict)  # request id -> when and what
-
-
-@dataclass(frozen=True)
-class HoldDetail:
-    """What a reservation recorded besides its amount: enough to release and record it later."""
-
-    started_at: int  # epoch seconds
-    model: str = ""
-    endpoint: str = ""
-
-
-@dataclass(frozen=True)
-class CreditEntry:
-    """A deposit or an adjustment: money that enters (or, negative, leaves) a token by hand."""
-
-    token_id: str
-    entry_id: str
-    kind: str  # "deposit" or "adjustment"
-    amount_usd: Decimal
-    reason: str
-    created_at: int
-
-
-@dataclass(frozen=True)
-class Hold:
-    """A reservation in flight: what was taken from the balance for one request."""
-
-    key_hash: str
-    token_id: str
-    request_id: str
-    amount: Decimal
-    started_at: float
-    balance_after: Decimal
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What to write for a finished request, charged or not."""
-
-    model: str
-    endpoint: str
-    status: int
-    outcome: str  # "ok" or the error code
-    params: dict[str, Any]
-    images: int = 0
-    usage_raw: dict[str, Any] | None = None
-    tokens: dict[str, int] = field(default_factory=dict)
-    cost_by_kind: dict[str, Decimal] = field(default_factory=dict)
-    cost_usd: Decimal = Decimal(0)
-    latency_ms: int = 0
-    upstream_latency_ms: int = 0
-
-
-class ReservationRefused(Exception):
-    def __init__(self, reason: str, balance: Decimal | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason  # "unknown", "revoked", "expired" or "insufficient"
-        self.balance = balance
 
 
 def _n(value: Decimal | int) -> dict[str, str]:
@@ -122,12 +49,9 @@ def _s(value: str) -> dict[str, str]:
 
 
 def _token_from_item(item: dict[str, Any]) -> TokenRecord:
-    raw_holds = item.get("holds", {}).get("M", {})
-    holds = {rid: Decimal(h["M"]["amount"]["N"]) for rid, h in raw_holds.items()}
-    hold_details = {rid: HoldDetail(started_at=int(h["M"].get("at", {}).get("N", "0")),
-                                    model=h["M"].get("model", {}).get("S", ""),
-                                    endpoint=h["M"].get("endpoint", {}).get("S", ""))
-                    for rid, h in raw_holds.items()}
+    holds = {rid: HoldDetail(amount=Decimal(h["M"]["amount"]["N"]), started_at=int(h["M"].get("at", {}).get("N", "0")),
+                             model=h["M"].get("model", {}).get("S", ""), endpoint=h["M"].get("endpoint", {}).get("S", ""))
+             for rid, h in item.get("holds", {}).get("M", {}).items()}
     return TokenRecord(
         key_hash=item["pk"]["S"].removeprefix("KEY#"),
         token_id=item["token_id"]["S"],
@@ -138,10 +62,24 @@ def _token_from_item(item: dict[str, Any]) -> TokenRecord:
         spent_usd=Decimal(item.get("spent_usd", {}).get("N", "0")),
         created_at=int(item.get("created_at", {}).get("N", "0")),
         expires_at=int(item["expires_at_token"]["N"]) if "expires_at_token" in item else None,
-        allowed_models=[m["S"] for m in item["allowed_models"]["L"]] if "allowed_models" in item else None,
+        allowed_models=tuple(m["S"] for m in item["allowed_models"]["L"]) if "allowed_models" in item else None,
         price_multiplier=Decimal(item["price_multiplier"]["N"]) if "price_multiplier" in item else None,
         holds=holds,
-        hold_details=hold_details,
+    )
+
+
+def _record_from_item(item: dict[str, Any]) -> RequestRecord:
+    return RequestRecord(
+        request_id=item["request_id"]["S"], token_id=item["token_id"]["S"], model=item["model"]["S"],
+        endpoint=item["endpoint"]["S"], status=int(item["status"]["N"]), outcome=item["outcome"]["S"],
+        params=json.loads(item["params"]["S"]), images=int(item["images"]["N"]),
+        reserved_usd=Decimal(item["reserved_usd"]["N"]), cost_usd=Decimal(item["cost_usd"]["N"]),
+        charged_usd=Decimal(item["charged_usd"]["N"]), uncollected_usd=Decimal(item["uncollected_usd"]["N"]),
+        latency_ms=int(item["latency_ms"]["N"]), upstream_latency_ms=int(item["upstream_latency_ms"]["N"]),
+        created_at=int(item["created_at"]["N"]), expires_at=int(item["expires_at"]["N"]),
+        usage_raw=json.loads(item["usage_raw"]["S"]) if "usage_raw" in item else None,
+        tokens={k: int(v["N"]) for k, v in item.get("tokens", {}).get("M", {}).items()},
+        cost_by_kind={k: Decimal(v["N"]) for k, v in item.get("cost_by_kind", {}).get("M", {}).items()},
     )
 
 
@@ -155,10 +93,10 @@ def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-class Ledger:
-    def __init__(self, table_name: str, client: Any = None, record_retention_days: int = 400) -> None:
+class DynamoLedger:
+    def __init__(self, table_name: str, client: Any, record_retention_days: int = 400) -> None:
         self.table = table_name
-        self.client = client or boto3.client("dynamodb")
+        self.client = client  # a boto3 DynamoDB client, created once per container by common.wiring
         self.retention_seconds = record_retention_days * 86400
 
     # --- tokens -------------------------------------------------------------------------
@@ -192,7 +130,13 @@ class Ledger:
             entry = CreditEntry(token.token_id, secrets.token_hex(8), "deposit", token.deposited_usd,
                                 "initial balance", token.created_at or int(time.time()))
             actions.append({"Put": {"TableName": self.table, "Item": self._entry_item(entry)}})
-        self.client.transact_write_items(TransactItems=actions, ClientRequestToken=_idempotency("create", token.token_id))
+        try:
+            self.client.transact_write_items(TransactItems=actions,
+                                             ClientRequestToken=_idempotency("create", token.token_id))
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "TransactionCanceledException":
+                raise TokenExists(token.token_id) from None
+            raise
 
     def find_token(self, token_id: str) -> TokenRecord | None:
         """By public id (operator tools): the index finds the key, the table gives a consistent read."""
@@ -244,30 +188,30 @@ class Ledger:
         return self._balance(token.key_hash)
 
     def set_status(self, token: TokenRecord, status: str) -> None:
-        self.client.update_item(
-            TableName=self.table, Key=self._token_key(token.key_hash), UpdateExpression="SET #s = :s",
-            ConditionExpression="attribute_exists(pk)", ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues={":s": _s(status)})
+        try:
+            self.client.update_item(
+                TableName=self.table, Key=self._token_key(token.key_hash), UpdateExpression="SET #s = :s",
+                ConditionExpression="attribute_exists(pk)", ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":s": _s(status)})
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise UnknownToken(token.token_id) from None
+            raise
 
     # --- reading usage ------------------------------------------------------------------
-    def daily_totals(self, token_id: str, start_date: str, end_date: str) -> list[dict[str, Any]]:
+    def daily_totals(self, token_id: str, start_date: str, end_date: str) -> list[UsageDay]:
         """Daily totals per model, dates inclusive (YYYY-MM-DD), oldest first."""
         items = self._query_usage(token_id, f"DAY#{start_date}", f"DAY#{end_date}#\uffff")
-        rows = []
-        for item in items:
-            row: dict[str, Any] = {"date": item["date"]["S"], "model": item["model"]["S"]}
-            for name in ("requests", "images", "text_input_tokens", "cached_text_input_tokens",
-                         "image_input_tokens", "image_output_tokens"):
-                row[name] = int(item.get(name, {}).get("N", "0"))
-            row["cost_usd"] = Decimal(item.get("cost_usd", {}).get("N", "0"))
-            rows.append(row)
-        return rows
+        return [UsageDay(date=item["date"]["S"], model=item["model"]["S"],
+                         cost_usd=Decimal(item.get("cost_usd", {}).get("N", "0")),
+                         **{name: int(item.get(name, {}).get("N", "0")) for name in USAGE_COUNTERS})
+                for item in items]
 
-    def request_records(self, token_id: str, start_iso: str = "", end_iso: str = "\uffff") -> list[dict[str, Any]]:
-        """Raw request records (DynamoDB items), oldest first; expired ones filtered out."""
+    def request_records(self, token_id: str, start_iso: str = "", end_iso: str = "\uffff") -> list[RequestRecord]:
+        """Request records, oldest first; expired ones (TTL not yet applied) filtered out."""
         now = time.time()
         items = self._query_usage(token_id, f"REQ#{start_iso}", f"REQ#{end_iso}")
-        return [i for i in items if int(i.get("expires_at", {}).get("N", "0")) > now]
+        return [_record_from_item(i) for i in items if int(i.get("expires_at", {}).get("N", "0")) > now]
 
     def credit_entries(self, token_id: str) -> list[CreditEntry]:
         return [CreditEntry(token_id=i["token_id"]["S"], entry_id=i["entry_id"]["S"], kind=i["kind"]["S"],
@@ -296,13 +240,13 @@ class Ledger:
         }
 
     # --- reservations -------------------------------------------------------------------
-    def reserve(self, key_hash: str, token_id: str, request_id: str, amount: Decimal, *,
+    def reserve(self, token: TokenRecord, request_id: str, amount: Decimal, *,
                 model: str = "", endpoint: str = "") -> Hold:
         now = time.time()
         try:
             result = self.client.update_item(
                 TableName=self.table,
-                Key=self._token_key(key_hash),
+                Key=self._token_key(token.key_hash),
                 UpdateExpression="SET balance_usd = balance_usd - :amount, holds.#rid = :hold",
                 ConditionExpression=(
                     # The hold must not exist yet: a retried call (lost reply) must not debit twice.
@@ -326,27 +270,17 @@ class Ledger:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
             item = exc.response.get("Item")
-            if item and request_id in item.get("holds", {}).get("M", {}):
+            current = _token_from_item(item) if item else None
+            if current is not None and request_id in current.holds:
                 # Our own earlier attempt went through: the reservation already holds.
-                token = _token_from_item(item)
-                return Hold(key_hash, token_id, request_id, token.holds[request_id], now, token.balance_usd)
-            raise self._refusal(item, now) from None
+                return Hold(current.key_hash, current.token_id, request_id, current.holds[request_id].amount, now,
+                            current.balance_usd)
+            raise refusal_for(current, amount, now) from None
         balance = Decimal(result["Attributes"]["balance_usd"]["N"])
-        return Hold(key_hash, token_id, request_id, amount, now, balance)
+        return Hold(token.key_hash, token.token_id, request_id, amount, now, balance)
 
-    @staticmethod
-    def _refusal(item: dict[str, Any] | None, now: float) -> ReservationRefused:
-        if not item:
-            return ReservationRefused("unknown")
-        token = _token_from_item(item)
-        if token.status != "active":
-            return ReservationRefused("revoked")
-        if token.expires_at is not None and token.expires_at <= now:
-            return ReservationRefused("expired")
-        return ReservationRefused("insufficient", token.balance_usd)
-
-    def settle(self, hold: Hold, outcome: Outcome) -> tuple[Decimal, Decimal]:
-        """Charge `outcome.cost_usd`, release the rest. Returns (charged, balance after).
+    def settle(self, hold: Hold, outcome: Outcome) -> Settlement:
+        """Charge `outcome.cost_usd`, release the rest.
 
         If the upstream billed more than was reserved, the excess is taken from the balance as
         far as it goes (never below zero); what could not be collected is recorded, not lost.
@@ -354,9 +288,9 @@ class Ledger:
         charged = outcome.cost_usd
         for _ in range(2):
             try:
-                return charged, self._finish(hold, outcome, charged)
+                return Settlement(charged, self._finish(hold, outcome, charged))
             except _HoldGone:
-                return Decimal(0), self._balance(hold.key_hash)
+                return Settlement(Decimal(0), self._balance(hold.key_hash))
             except _BalanceShort as short:
                 charged = hold.amount + min(charged - hold.amount, short.balance)
         raise RuntimeError(f"settlement of {hold.request_id} could not complete")
@@ -474,9 +408,8 @@ class _BalanceShort(Exception):
         self.balance = balance
 
 
-@lru_cache(maxsize=1)
-def get_ledger() -> Ledger:
-    from common.config import get_settings
+def dynamodb_client() -> Any:
+    """The DynamoDB client the ledger needs (created once per container by common.wiring)."""
+    import boto3
 
-    settings = get_settings()
-    return Ledger(settings.table_name, record_retention_days=settings.record_retention_days)
+    return boto3.client("dynamodb")

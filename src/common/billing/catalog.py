@@ -1,18 +1,16 @@
-"""The models the gateway serves and their prices, as data (common/catalog.json).
+"""The models the gateway serves and their prices, as data (common/billing/catalog.json).
 
-A deployment can replace the whole catalog with the `MODEL_CATALOG_JSON` environment variable
-(same shape), so adding a model or changing a price is configuration, not code.
+A deployment can replace the whole catalog with the `MODEL_CATALOG_JSON` setting (same shape),
+so adding a model or changing a price is configuration, not code.
 """
 from __future__ import annotations
 
 import json
-import os
 from decimal import Decimal
-from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 Quality = Literal["low", "medium", "high"]
 
@@ -55,14 +53,17 @@ class Catalog(BaseModel):
     # Worst-case image input tokens per input image of an edit (high input fidelity, large image).
     input_image_tokens_per_image: int = 6500
 
+    @model_validator(mode="after")
+    def _each_spec_knows_its_id(self) -> "Catalog":
+        object.__setattr__(self, "models", {key: spec.model_copy(update={"id": key}) for key, spec in self.models.items()})
+        return self
+
     def get(self, model_id: str) -> ModelSpec | None:
-        spec = self.models.get(model_id)
-        return spec.model_copy(update={"id": model_id}) if spec else None
+        return self.models.get(model_id)
 
 
-@lru_cache(maxsize=1)
-def get_catalog() -> Catalog:
-    raw = os.environ.get("MODEL_CATALOG_JSON") or (Path(__file__).with_name("catalog.json")).read_text()
-    data = json.loads(raw, parse_float=Decimal)
+def load_catalog(text: str = "") -> Catalog:
+    """The catalog from its JSON text; the shipped catalog.json when the text is empty."""
+    data = json.loads(text or Path(__file__).with_name("catalog.json").read_text(), parse_float=Decimal)
     data.pop("_comment", None)
     return Catalog.model_validate(data)

@@ -8,21 +8,17 @@ from __future__ import annotations
 import secrets
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
-from functools import lru_cache
+from typing import Any
 
-import boto3
-from botocore.config import Config
 
 CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 
 
-class ImageStore:
-    def __init__(self, bucket: str, url_ttl_seconds: int, client=None) -> None:
+class S3ImageStore:
+    def __init__(self, bucket: str, url_ttl_seconds: int, client: Any) -> None:
         self.bucket = bucket
         self.url_ttl_seconds = url_ttl_seconds
-        self.client = client or boto3.client(
-            "s3", config=Config(signature_version="s3v4", max_pool_connections=10, retries={"mode": "standard"})
-        )
+        self.client = client  # a boto3 S3 client (SigV4), created once per container (s3_client below)
 
     def put_image(self, data: bytes, output_format: str) -> str:
         """Store one image; return a presigned GET URL for it."""
@@ -43,9 +39,10 @@ class ImageStore:
             return list(pool.map(lambda data: self.put_image(data, output_format), images))
 
 
-@lru_cache(maxsize=1)
-def get_image_store() -> ImageStore:
-    from common.config import get_settings
+def s3_client() -> Any:
+    """The S3 client the store needs: SigV4 presigned URLs, a pool for parallel puts."""
+    import boto3
+    from botocore.config import Config
 
-    settings = get_settings()
-    return ImageStore(settings.image_bucket, settings.image_url_ttl_seconds)
+    return boto3.client("s3", config=Config(signature_version="s3v4", max_pool_connections=10,
+                                            retries={"mode": "standard"}))

@@ -1,4 +1,4 @@
-"""The HTTP boundary: an API Gateway REST (v1) proxy event in, a proxy result out.
+"""The HTTP boundary: an API Gateway REST (v1) proxy event in, a Response into a sink out.
 
 Every answer is JSON with `x-request-id` (API Gateway's request id, which is also the ledger's
 request id and the logs' correlation id); every refusal is an `ApiError` in OpenAI's shape.
@@ -11,12 +11,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
-from common.errors import ApiError
 from aws_lambda_powertools.metrics import MetricUnit
 
+from common.errors import ApiError
 from common.observability import logger, metrics
+from common.web.sinks import BufferedSink, Sink
 
 
 @dataclass(frozen=True)
@@ -30,9 +31,12 @@ class Request:
     path_params: dict[str, str] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
     remaining_ms: Callable[[], int] = lambda: 30_000
+    # The largest body the connection can carry back (a buffered Lambda answer); None: no limit.
+    max_response_bytes: int | None = None
 
     @classmethod
-    def from_event(cls, event: dict[str, Any], context: Any = None) -> "Request":
+    def from_event(cls, event: dict[str, Any], context: Any = None, *,
+                   max_response_bytes: int | None = None) -> "Request":
         raw = event.get("body") or ""
         body = base64.b64decode(raw) if event.get("isBase64Encoded") else raw.encode("utf-8")
         headers = {k.lower(): v for k, v in (event.get("headers") or {}).items() if v is not None}
@@ -47,10 +51,18 @@ class Request:
             query=dict(event.get("queryStringParameters") or {}),
             path_params=dict(event.get("pathParameters") or {}),
             remaining_ms=remaining or (lambda: 30_000),
+            max_response_bytes=max_response_bytes,
         )
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
 
 
 def _json_default(value: Any) -> Any:
@@ -60,33 +72,39 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def json_response(status: int, payload: Any, request_id: str, headers: dict[str, str] | None = None) -> dict:
-    body = payload if isinstance(payload, str) else json.dumps(payload, default=_json_default, separators=(",", ":"))
-    return {
-        "statusCode": status,
-        "headers": {"Content-Type": "application/json", "x-request-id": request_id, **(headers or {})},
-        "body": body,
-        "isBase64Encoded": False,
-    }
+def json_response(status: int, payload: Any, request_id: str, headers: dict[str, str] | None = None) -> Response:
+    body = payload if isinstance(payload, bytes) else \
+        json.dumps(payload, default=_json_default, separators=(",", ":")).encode("utf-8")
+    return Response(status, {"Content-Type": "application/json", "x-request-id": request_id, **(headers or {})}, body)
 
 
-def error_response(error: ApiError, request_id: str) -> dict:
+def error_response(error: ApiError, request_id: str) -> Response:
     return json_response(error.status, error.body(), request_id, error.headers)
 
 
-def serve(event: dict, context: Any, route: Callable[[Request], dict]) -> dict:
-    """Run one route; turn its refusals (and any bug) into OpenAI-shaped answers."""
-    request = Request.from_event(event, context)
+Deps = TypeVar("Deps")
+Route = Callable[[Request, Deps], Response]
+
+
+def serve(event: dict, context: Any, route: Route, deps: Deps, sink: Sink | None = None) -> Any:
+    """Run one route and write its answer into the sink (buffered unless given); its refusals
+    (and any bug) become OpenAI-shaped answers. Returns the buffered sink's proxy result."""
+    sink = sink if sink is not None else BufferedSink()
+    request = Request.from_event(event, context, max_response_bytes=sink.max_body_bytes)
     try:
-        return route(request)
+        response = route(request, deps)
     except ApiError as error:
         logger.info("request refused", extra={"status": error.status, "code": error.code, "param": error.param})
         metrics.add_metric(name="Refusals", unit=MetricUnit.Count, value=1)
-        return error_response(error, request.request_id)
+        response = error_response(error, request.request_id)
     except Exception:
         logger.exception("unhandled error")
-        return error_response(
+        response = error_response(
             ApiError(500, "The gateway had an internal error. You have not been charged.", type="server_error",
                      code="internal_error"),
             request.request_id,
         )
+    sink.start(response.status, response.headers)
+    sink.write(response.body)
+    sink.close()
+    return sink.result() if isinstance(sink, BufferedSink) else None

@@ -1,0 +1,16 @@
+"""POST /v1/images/generations: authenticate, validate into a Plan, then the metered flow."""
+from __future__ import annotations
+
+from common.images.flow import ImageDeps, run
+from common.images.plan import plan_request
+from common.images.schemas import GenerationRequest
+from common.images.validation import parse_json_object, parse_model
+from common.web.apigw import Request, Response
+
+
+def generate_images(request: Request, deps: ImageDeps) -> Response:
+    token = deps.tokens.authenticate(request.header("authorization"), cached=True)
+    body = parse_json_object(request.body)
+    plan = plan_request("generations", parse_model(GenerationRequest, body), body, token, catalog=deps.catalog,
+                        price_multiplier=deps.settings.price_multiplier, default_model=deps.settings.default_model)
+    return run(plan, request, deps)
