@@ -39,6 +39,17 @@ def dynamodb_writes() -> int:
     return _writes
 
 
+def table_items(table_name: str, region: str = "us-east-1") -> list[dict[str, Any]]:
+    """Every item of a table of this process's moto, as DynamoDB JSON, read at one instant (no
+    request in between) and without the cost of a Scan over HTTP."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.dynamodb.models import dynamodb_backends
+
+    with _LOCK:
+        table = dynamodb_backends[DEFAULT_ACCOUNT_ID][region].get_table(table_name)
+        return [item.to_json()["Attributes"] for item in table.all_items()]
+
+
 def install() -> None:
     global _INSTALLED
     if _INSTALLED:

@@ -87,14 +87,7 @@ class TableSnapshot:
             writes = moto_fidelity.dynamodb_writes()
             if writes == self._saved_at_write:
                 return False
-            items, start = [], None
-            while True:
-                page = self._client.scan(TableName=self.table, ConsistentRead=True,
-                                         **({"ExclusiveStartKey": start} if start else {}))
-                items += page["Items"]
-                start = page.get("LastEvaluatedKey")
-                if not start:
-                    break
+            items = moto_fidelity.table_items(self.table)
             self.path.parent.mkdir(parents=True, exist_ok=True)
             partial = self.path.with_name(self.path.name + ".tmp")
             partial.write_text(json.dumps({"version": FORMAT_VERSION, "table": self.table,
