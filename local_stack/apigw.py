@@ -5,6 +5,13 @@ routes and path parameters from the template, the v1 proxy event, base64 bodies 
 BinaryMediaTypes, the 10 MB request limit, Lambda's 6 MB payload limits, the integration timeout,
 the proxy-result rules (a malformed result is a 502), and the API's own errors rendered from the
 template's GatewayResponses. Bodies and headers are never logged: one access line per request.
+
+Routes whose event says `ResponseTransferMode: RESPONSE_STREAM` run as streaming integrations:
+the handler gets a `response_stream` (what our Lambda runtime gives it in AWS), its status and
+headers reach the client when it starts the stream and each write becomes a chunk at once; no
+6 MB or 10 MB limit on the answer, but API Gateway's: the integration timeout over the whole
+answer (up to 15 minutes), 5 minutes idle at most, 200 MB at most, the first 10 MB at full speed
+and then 2 MB/s. The request side keeps its limits.
 """
 from __future__ import annotations
 
@@ -12,6 +19,7 @@ import base64
 import binascii
 import importlib
 import json
+import queue
 import re
 import secrets
 import socket
@@ -21,7 +29,7 @@ import time
 import traceback
 import uuid
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,6 +41,11 @@ from local_stack.template import ApiSpec, GatewayResponse, Route
 REQUEST_BODY_LIMIT = 10_485_760  # API Gateway: 10 MB, not raisable
 LAMBDA_REQUEST_LIMIT = 6_291_456  # synchronous Invoke payload (the event JSON)
 LAMBDA_RESPONSE_LIMIT = 6_291_556  # synchronous Invoke response (the result JSON)
+# Response streaming (API Gateway REST with a Lambda streaming integration):
+STREAM_IDLE_TIMEOUT_S = 300.0  # no byte for this long ends the answer (regional endpoints)
+STREAM_RESPONSE_LIMIT = 200 * 1024 * 1024  # a Lambda streamed response
+STREAM_UNTHROTTLED_BYTES = 10 * 1024 * 1024  # then
+STREAM_THROTTLED_BYTES_PER_S = 2 * 1024 * 1024
 # A body this far past the limit is not read to the end: the connection is closed instead.
 DISCARD_LIMIT = 4 * REQUEST_BODY_LIMIT
 
@@ -314,12 +327,77 @@ class BadResult(Exception):
     """The function's result is not a valid proxy result (API Gateway: 502)."""
 
 
+class StreamCut(Exception):
+    """A streamed answer ends early: the client sees the connection close without the last chunk."""
+
+
 @dataclass
 class HttpResponse:
     status: int
     headers: list[tuple[str, str]]
     body: bytes
     note: str = ""  # for the access line: why API Gateway answered itself
+    chunks: Iterator[bytes] | None = None  # a streamed answer's body, piece by piece (then `body` is empty)
+
+
+class LocalResponseStream:
+    """What a streaming handler gets as `response_stream` here: the same methods as our Lambda
+    runtime's (runtime.client.ResponseStream). Writes go through a small queue to the client's
+    connection, so a slow client slows the handler down as a socket would; once the client is
+    gone, writes are dropped and the handler runs on, as in AWS, where it gets no signal."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize=16)
+        self.abandoned = threading.Event()  # the client went away, or API Gateway ended the answer
+        self.started = False
+        self.done = False
+
+    def _put(self, item: tuple) -> None:
+        while not self.abandoned.is_set():
+            try:
+                self._queue.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def start(self, status_code: int, headers: dict | None = None, cookies: list | None = None) -> None:
+        if self.started:
+            raise RuntimeError("response_stream.start() was already called")
+        self.started = True
+        self._put(("start", int(status_code), dict(headers or {}), list(cookies or [])))
+
+    def write(self, data: bytes | memoryview | str) -> None:
+        if not self.started or self.done:
+            raise RuntimeError("response_stream.write() before start() or after the end")
+        data = data.encode() if isinstance(data, str) else bytes(data)
+        if data:
+            self._put(("data", data))
+
+    def close(self) -> None:
+        if self.started and not self.done:
+            self.done = True
+            self._put(("end",))
+
+    def fail(self, error_type: str, message: str) -> None:
+        if not self.done:
+            self.done = True
+            self._put(("fail", error_type))
+
+    # -- the gateway's side
+    def finish(self, result: Any, error: BaseException | None) -> None:
+        """The handler returned (with `result`) or raised."""
+        if error is not None:
+            self._put(("error", error))
+        elif not self.started:
+            self._put(("result", result))  # answered without the stream: a proxy result, as the runtime allows
+        else:
+            self.close()
+
+    def next(self, timeout: float) -> tuple | None:
+        try:
+            return self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
 
 
 def proxy_result_to_http(result: Any, accept: str | None,
@@ -460,6 +538,8 @@ class ApiGateway:
         return self._invoke(route, event, request, ids)
 
     def _invoke(self, route: Route, event: dict, request: IncomingRequest, ids: RequestIds) -> HttpResponse:
+        if route.streaming:
+            return self._invoke_streaming(route, event, request, ids)
         context = LambdaContext(route, route.timeout_s)
         outcome: dict[str, Any] = {}
         done = threading.Event()
@@ -506,6 +586,77 @@ class ApiGateway:
                                f"Malformed Lambda proxy response: {problem}\n")
             return self.gateway_error("DEFAULT_5XX", 502, request, ids, route, note="malformed result")
         return self._finish(response, ids)
+
+    def _invoke_streaming(self, route: Route, event: dict, request: IncomingRequest, ids: RequestIds) -> HttpResponse:
+        """A streaming integration: wait for the handler to start its answer (or to fail, or to
+        return a proxy result), then hand the client the rest as it comes."""
+        started = time.monotonic()
+        context = LambdaContext(route, route.timeout_s)
+        stream = LocalResponseStream()
+
+        def run() -> None:
+            result, failure = None, None
+            try:
+                result = self.functions.get(route)(event, context, response_stream=stream)
+            except BaseException as error:  # noqa: BLE001 - Lambda reports whatever escapes
+                failure = error
+                self._function_log(f"[ERROR] {function_name(route)} {context.aws_request_id} "
+                                   f"unhandled {type(error).__name__}\n{traceback.format_exc()}")
+            stream.finish(result, failure)
+
+        threading.Thread(target=run, name=f"lambda-{route.function}", daemon=True).start()
+        limit = started + min(route.integration_timeout_ms / 1000, route.timeout_s)
+        item = stream.next(timeout=max(0.0, min(limit - time.monotonic(), STREAM_IDLE_TIMEOUT_S)))
+        if item is None:
+            stream.abandoned.set()
+            return self.gateway_error("INTEGRATION_TIMEOUT", 504, request, ids, route, note="no answer started")
+        if item[0] == "error":
+            return self.gateway_error("DEFAULT_5XX", 502, request, ids, route,
+                                      note=f"handler raised {type(item[1]).__name__}")
+        if item[0] == "result":
+            try:
+                return self._finish(proxy_result_to_http(item[1], request.header("accept"),
+                                                         self.api.binary_media_types), ids)
+            except BadResult as problem:
+                return self.gateway_error("DEFAULT_5XX", 502, request, ids, route, note=f"malformed result: {problem}")
+        if item[0] != "start":
+            return self.gateway_error("DEFAULT_5XX", 502, request, ids, route, note="stream failed before its start")
+        _, status, headers, cookies = item
+        try:
+            response = proxy_result_to_http({"statusCode": status, "headers": headers}, None, ())
+        except BadResult as problem:
+            stream.abandoned.set()
+            return self.gateway_error("DEFAULT_5XX", 502, request, ids, route, note=f"malformed prelude: {problem}")
+        response.headers = [(n, v) for n, v in response.headers] + [("Set-Cookie", c) for c in cookies]
+        response.chunks = self._stream_body(stream, limit)
+        response.note = "streamed"
+        return self._finish(response, ids)
+
+    def _stream_body(self, stream: LocalResponseStream, limit: float) -> Iterator[bytes]:
+        """The answer's bytes as the handler writes them, within API Gateway's streaming limits;
+        an answer cut short (a limit, the handler failing) ends without its last chunk."""
+        sent = 0
+        throttle_from = None
+        try:
+            while True:
+                item = stream.next(timeout=max(0.0, min(limit - time.monotonic(), STREAM_IDLE_TIMEOUT_S)))
+                if item is None:
+                    raise StreamCut("the integration timeout or the 5-minute idle limit")
+                if item[0] == "end" or item[0] == "result":
+                    return
+                if item[0] != "data":
+                    raise StreamCut(f"the function failed after the answer started ({item[0]})")
+                data = item[1]
+                sent += len(data)
+                if sent > STREAM_RESPONSE_LIMIT:
+                    raise StreamCut("the 200 MB limit of a streamed response")
+                if sent > STREAM_UNTHROTTLED_BYTES:  # then 2 MB/s, as API Gateway meters it
+                    throttle_from = throttle_from or (time.monotonic(), sent - len(data))
+                    due = throttle_from[0] + (sent - throttle_from[1]) / STREAM_THROTTLED_BYTES_PER_S
+                    time.sleep(max(0.0, due - time.monotonic()))
+                yield data
+        finally:
+            stream.abandoned.set()  # the client is done with it, whichever way: later writes are dropped
 
     def gateway_error(self, kind: str, default_status: int, request: IncomingRequest, ids: RequestIds,
                       route: Route | None = None, note: str = "") -> HttpResponse:
@@ -661,6 +812,9 @@ class _Handler(BaseHTTPRequestHandler):
             server_port=self.server.server_address[1],
         )
         response = gateway.handle(request, too_large=too_large)
+        if response.chunks is not None:
+            self._send_streamed(response, started)
+            return
         gateway.log_access(self.command, urlsplit(self.path).path, response.status, started, response.note)
         self.send_response_only(response.status)
         self.send_header("Date", formatdate(usegmt=True))
@@ -673,6 +827,34 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(response.body)
         self.wfile.flush()
+
+    def _send_streamed(self, response: HttpResponse, started: float) -> None:
+        """Headers at once, then each piece as one HTTP/1.1 chunk, flushed as it comes."""
+        self.send_response_only(response.status)
+        self.send_header("Date", formatdate(usegmt=True))
+        for name, value in response.headers:
+            self.send_header(name, value)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.wfile.flush()
+        note = "streamed"
+        try:
+            for data in response.chunks or ():
+                self.wfile.write(b"%x\r\n%b\r\n" % (len(data), data))
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except StreamCut as cut:
+            note = f"streamed, cut short: {cut}"
+            self.close_connection = True  # no last chunk: the client can tell the answer is incomplete
+        except OSError:
+            note = "streamed, the client went away"
+            self.close_connection = True
+        finally:
+            close = getattr(response.chunks, "close", None)
+            if close is not None:
+                close()  # the body's generator: marks the stream abandoned, later writes are dropped
+        self.server.gateway.log_access(self.command, urlsplit(self.path).path, response.status, started, note)
 
     def _discard(self, length: int) -> None:
         while length > 0:

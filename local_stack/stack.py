@@ -30,9 +30,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # five itself; the others take the template's own value (parameter defaults). A name in neither
 # list stops the start: the local stack must learn about it rather than leave it unset.
 STACK_OWNED = {"TABLE_NAME", "IMAGE_BUCKET", "UPSTREAM_BASE_URL", "UPSTREAM_API_KEY_SECRET_ID", "AWS_ENDPOINT_URL"}
-FROM_TEMPLATE = {"IMAGE_URL_TTL_SECONDS", "REQUEST_TIMEOUT_SECONDS", "RECORD_RETENTION_DAYS",
-                 "PRICE_MULTIPLIER"}
+FROM_TEMPLATE = {"IMAGE_URL_TTL_SECONDS", "REQUEST_TIMEOUT_SECONDS", "STREAMING_TIMEOUT_SECONDS",
+                 "RECORD_RETENTION_DAYS", "PRICE_MULTIPLIER"}
 FROM_TEMPLATE_PREFIXES = ("POWERTOOLS_",)
+# For the Lambda runtime only: the local stack calls the handlers in process (with its own response
+# stream for streaming routes), so these are not set for them.
+RUNTIME_ONLY = {"AWS_LAMBDA_EXEC_WRAPPER"}
 
 READY_TIMEOUT_S = 30
 
@@ -121,6 +124,7 @@ class LocalStack:
         if table is None:
             raise StackError(f"{self.template_path.name} has no GatewayTable (AWS::DynamoDB::Table)")
         environment = template.environment()
+        environment = {name: value for name, value in environment.items() if name not in RUNTIME_ONLY}
         unknown = sorted(name for name in environment
                          if name not in STACK_OWNED | FROM_TEMPLATE and not name.startswith(FROM_TEMPLATE_PREFIXES))
         if unknown:

@@ -94,6 +94,7 @@ class Route:
     timeout_s: float  # the function's Timeout
     memory_mb: int
     integration_timeout_ms: int
+    streaming: bool = False  # ResponseTransferMode: RESPONSE_STREAM (API Gateway response streaming)
 
 
 @dataclass(frozen=True)
@@ -235,6 +236,8 @@ class Template:
                 if not isinstance(path, str) or not path.startswith("/"):
                     raise TemplateError(f"{function_id}.Events.{event_name}: Path must start with /")
                 timeout_ms = event_properties.get("TimeoutInMillis")
+                # SAM honours exactly this literal; anything else (even a !Ref to it) deploys buffered.
+                streaming = event_properties.get("ResponseTransferMode") == "RESPONSE_STREAM"
                 routes.append(Route(
                     method="ANY" if method == "ANY" else method,
                     path=path,
@@ -245,6 +248,7 @@ class Template:
                     memory_mb=memory,
                     integration_timeout_ms=(int(self.resolve(timeout_ms)) if timeout_ms is not None
                                             else DEFAULT_INTEGRATION_TIMEOUT_MS),
+                    streaming=streaming,
                 ))
         if not routes:
             raise TemplateError("no AWS::Serverless::Function has an Api event: nothing to serve")

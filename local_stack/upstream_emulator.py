@@ -47,7 +47,8 @@ _COMMON = {"prompt", "model", "n", "size", "quality", "background", "output_form
 GENERATION_FIELDS = _COMMON | {"moderation"}
 EDIT_FORM_FIELDS = _COMMON | {"input_fidelity", "image", "image[]", "mask"}  # multipart has no moderation
 EDIT_JSON_FIELDS = _COMMON | {"moderation", "input_fidelity", "images", "mask"}
-BEHAVIOUR_KEYS = {"status", "body", "headers", "delay", "kind", "usage", "path", "times"}
+BEHAVIOUR_KEYS = {"status", "body", "headers", "delay", "kind", "usage", "path", "times", "noise", "event_interval",
+                  "fail_after_events"}
 BEHAVIOUR_KINDS = {"malformed", "empty_data", "drop", "accept_response_format"}
 
 
@@ -246,15 +247,22 @@ def prompt_colour(prompt: str) -> tuple[int, int, int]:
 
 @functools.lru_cache(maxsize=64)
 def render_image(width: int, height: int, output_format: str, transparent: bool,
-                 compression: int, colour: tuple) -> tuple[bytes, str]:
+                 compression: int, colour: tuple, noise: bool = False) -> tuple[bytes, str]:
     """A real image (vertical gradient, white to ``colour``), encoded once and cached as (bytes, base64).
 
-    Every row is one colour, so PNG compresses it to a few KB and a repeat costs nothing.
+    Every row is one colour, so PNG compresses it to a few KB and a repeat costs nothing. With
+    ``noise`` the pixels are random instead (seeded by the colour, so still cached): a PNG as large
+    as a real photo's or larger (about 3 bytes a pixel, 4.7 MB at 1536x1024), for size tests.
     Transparent images keep an opaque ellipse on a fully transparent (alpha 0) surround.
     """
     size = (width, height)
-    gradient = Image.linear_gradient("L").resize(size)
-    image = Image.composite(Image.new("RGB", size, colour), Image.new("RGB", size, (255, 255, 255)), gradient)
+    if noise:
+        seed = hashlib.sha256(bytes(colour)).digest()
+        pixels = b"".join(hashlib.sha256(seed + i.to_bytes(4, "big")).digest() for i in range(width * height * 3 // 32 + 1))
+        image = Image.frombytes("RGB", size, pixels[:width * height * 3])
+    else:
+        gradient = Image.linear_gradient("L").resize(size)
+        image = Image.composite(Image.new("RGB", size, colour), Image.new("RGB", size, (255, 255, 255)), gradient)
     if transparent:
         alpha = Image.new("L", size, 0)
         ImageDraw.Draw(alpha).ellipse((width // 8, height // 8, width * 7 // 8, height * 7 // 8), fill=255)
@@ -268,10 +276,10 @@ def render_image(width: int, height: int, output_format: str, transparent: bool,
     return data, base64.b64encode(data).decode("ascii")
 
 
-def image_for(job: ImageJob) -> tuple[bytes, str]:
+def image_for(job: ImageJob, noise: bool = False) -> tuple[bytes, str]:
     compression = 100 if job.output_format == "png" else job.compression
     return render_image(job.width, job.height, job.output_format, job.background == "transparent",
-                        compression, prompt_colour(job.prompt))
+                        compression, prompt_colour(job.prompt), noise)
 
 
 # --------------------------------------------------------------------------- request bodies
@@ -433,8 +441,8 @@ class _Handler(BaseHTTPRequestHandler):
         job = self._validate(path, params, files, behaviour.get("kind") == "accept_response_format")
         usage = behaviour["usage"] if "usage" in behaviour else build_usage(job)
         if job.stream:
-            return self._stream(job, usage, "image_edit" if path.endswith("edits") else "image_generation")
-        data = [] if behaviour.get("kind") == "empty_data" else self._image_items(job)
+            return self._stream(job, usage, "image_edit" if path.endswith("edits") else "image_generation", behaviour)
+        data = [] if behaviour.get("kind") == "empty_data" else self._image_items(job, bool(behaviour.get("noise")))
         self._send_json(200, {"created": int(time.time()), "data": data, "background": job.background,
                               "output_format": job.output_format, "quality": job.quality,
                               "size": job.size, "usage": usage})
@@ -503,35 +511,42 @@ class _Handler(BaseHTTPRequestHandler):
         check_parameters(params, EDIT_JSON_FIELDS, accept_rf)
         return build_job(params, from_form=False, input_images=count_json_edit_images(params))
 
-    def _image_items(self, job: ImageJob) -> list[dict]:
-        data, b64 = image_for(job)
+    def _image_items(self, job: ImageJob, noise: bool = False) -> list[dict]:
+        data, b64 = image_for(job, noise)
         if job.response_format != "url":
             return [{"b64_json": b64} for _ in range(job.n)]
         port = self.server.server_address[1]
         return [{"url": f"http://127.0.0.1:{port}/__emulator/files/"
                         f"{self.server.emulator._store_file(data, job.output_format)}"} for _ in range(job.n)]
 
-    def _stream(self, job: ImageJob, usage: dict, prefix: str) -> None:
+    def _stream(self, job: ImageJob, usage: dict, prefix: str, behaviour: dict) -> None:
         """SSE: the partial images, then one completed event per image.
 
         With n > 1 the request's usage rides on the last completed event and the earlier ones carry
         zeros, so a gateway that sums the events and one that keeps the last both bill it once.
+        ``event_interval`` seconds pass before each event (as a real generation takes its time);
+        ``fail_after_events`` drops the connection after that many events.
         """
         self.send_response(200)
         for name, value in (("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache"),
                             ("x-request-id", "req_" + uuid.uuid4().hex), ("Connection", "close")):
             self.send_header(name, value)
         self.end_headers()
-        _, b64 = image_for(job)
+        _, b64 = image_for(job, bool(behaviour.get("noise")))
         common = {"b64_json": b64, "size": job.size, "quality": job.quality, "background": job.background,
                   "output_format": job.output_format, "created_at": int(time.time())}
-        for index in range(job.partial_images):
-            self._event(f"{prefix}.partial_image", {"type": f"{prefix}.partial_image", **common,
-                                                    "partial_image_index": index})
-        for index in range(job.n):
-            last = index == job.n - 1
-            self._event(f"{prefix}.completed", {"type": f"{prefix}.completed", **common,
-                                                "usage": usage if last else usage_dict(0, 0, 0)})
+        events = [(f"{prefix}.partial_image", {"type": f"{prefix}.partial_image", **common, "partial_image_index": i})
+                  for i in range(job.partial_images)]
+        events += [(f"{prefix}.completed", {"type": f"{prefix}.completed", **common,
+                                            "usage": usage if i == job.n - 1 else usage_dict(0, 0, 0)})
+                   for i in range(job.n)]
+        fail_after = behaviour.get("fail_after_events")
+        for sent, (name, payload) in enumerate(events):
+            if fail_after is not None and sent >= int(fail_after):
+                self.close_connection = True
+                return
+            time.sleep(float(behaviour.get("event_interval", 0)))
+            self._event(name, payload)
 
     def _event(self, name: str, payload: dict) -> None:
         self.wfile.write(f"event: {name}\ndata: {json.dumps(payload)}\n\n".encode())

@@ -21,8 +21,10 @@ class Settings(BaseModel):
     image_url_ttl_seconds: int = Field(default=3600, ge=60, le=604800, alias="IMAGE_URL_TTL_SECONDS")
     upstream_base_url: str = Field(default="https://api.openai.com/v1", alias="UPSTREAM_BASE_URL")
     upstream_api_key_secret_id: str = Field(alias="UPSTREAM_API_KEY_SECRET_ID")
-    # API Gateway's integration timeout: the function must have answered before it.
+    # API Gateway's integration timeout of the buffered routes: the function must have answered before it.
     request_timeout_seconds: float = Field(default=29, gt=0, alias="REQUEST_TIMEOUT_SECONDS")
+    # The same for the streamed image routes (API Gateway response streaming allows up to 15 minutes).
+    streaming_timeout_seconds: float = Field(default=600, gt=0, le=900, alias="STREAMING_TIMEOUT_SECONDS")
     record_retention_days: int = Field(default=400, ge=1, alias="RECORD_RETENTION_DAYS")
     price_multiplier: Decimal = Field(default=Decimal("1"), gt=0, alias="PRICE_MULTIPLIER")
     default_model: str = Field(default="gpt-image-2", alias="DEFAULT_MODEL")
@@ -43,6 +45,11 @@ class Settings(BaseModel):
     @property
     def storage_enabled(self) -> bool:
         return bool(self.image_bucket)
+
+    @property
+    def longest_request_seconds(self) -> float:
+        """No request runs longer than this: after it, a reservation can only be abandoned."""
+        return max(self.request_timeout_seconds, self.streaming_timeout_seconds)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> "Settings":

@@ -8,10 +8,15 @@ the real thing.
   ImageStore  images behind short-lived URLs                      common.images.storage (S3)
   Transport   HTTP POST to the upstream with bounded retries      common.upstream.transport (requests)
   Fetcher     SSRF-safe download of a customer's image URL        common.images.fetch
+  Sink        where an answer goes: buffered, or a response stream common.web.sinks
+
+Nothing imports this module at run time (only under TYPE_CHECKING): protocols cost cold-start
+time to build and check nothing at run time.
 """
 from __future__ import annotations
 
 from decimal import Decimal
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 from common.billing.records import CreditEntry, Hold, Outcome, RequestRecord, Settlement, TokenRecord, UsageDay
@@ -47,16 +52,21 @@ class ImageStore(Protocol):
 class HttpReply(Protocol):
     status: int
     headers: Any  # case-insensitive mapping
-    content: bytes
+    content: bytes  # empty when streamed
     elapsed_ms: int
+    chunks: Iterator[bytes] | None  # a streamed event stream's bytes, as they arrive
 
+    @property
+    def streamed(self) -> bool: ...
+    def close(self) -> None: ...
     def json(self) -> Any: ...
 
 
 class Transport(Protocol):
     def post(self, path: str, *, deadline: float, json_body: Any = None, data: Any = None,
-             files: Any = None) -> HttpReply:
-        """POST under the upstream's base URL, retrying only while safe; `deadline` is monotonic."""
+             files: Any = None, stream_events: bool = False) -> HttpReply:
+        """POST under the upstream's base URL, retrying only while safe; `deadline` is monotonic.
+        With `stream_events`, a 200 event stream comes back unread (`chunks`)."""
         ...
 
 
@@ -68,3 +78,23 @@ class FetchedImage(Protocol):
 
 class Fetcher(Protocol):
     def fetch(self, url: str, *, param: str, index: int, deadline: float) -> FetchedImage: ...
+
+
+class Sink(Protocol):
+    max_body_bytes: int | None  # None: no limit (streamed)
+
+    def start(self, status: int, headers: dict[str, str]) -> None: ...
+    def write(self, chunk: bytes | memoryview) -> None: ...
+    def close(self) -> None: ...
+    def fail(self, error_type: str, message: str) -> None:
+        """The answer cannot be completed (after start): end it so the client can tell."""
+        ...
+
+
+class ResponseStream(Protocol):
+    """What runtime.client.ResponseStream and the local stack's stream both offer."""
+
+    def start(self, status_code: int, headers: dict[str, str]) -> None: ...
+    def write(self, data: bytes | memoryview) -> None: ...
+    def close(self) -> None: ...
+    def fail(self, error_type: str, message: str) -> None: ...

@@ -295,11 +295,14 @@ def test_stream_true_answers_server_sent_events_and_bills_the_partial_images(gat
     reply = gateway.generate({**QUICKSTART, "stream": True, "partial_images": 2}, token)
     assert reply.status == 200
     assert reply.headers["content-type"] == "text/event-stream"
-    events = [block for block in reply.raw["body"].split("\n\n") if block.strip()]
+    blocks = [block for block in reply.raw["body"].split("\n\n") if block.strip()]
+    events = [block for block in blocks if not block.startswith(":")]
     assert [e.splitlines()[0] for e in events] == ["event: image_generation.partial_image"] * 2 + [
         "event: image_generation.completed"]
     [record] = gateway.records(token)
     assert record.tokens["image_output"] == 1756 + 200
+    # The charge, which cannot be a header any more, ends the stream as a comment (clients skip those)
+    assert blocks[-1] == f": x-gateway-cost-usd={record.charged_usd} x-gateway-balance-usd={gateway.balance(token)}"
 
 
 # --- models --------------------------------------------------------------------------------

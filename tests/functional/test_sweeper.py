@@ -26,9 +26,9 @@ def sweep() -> dict:
 
 
 def test_a_reservation_older_than_the_longest_request_is_returned_and_recorded_as_abandoned(gateway):
-    # Given a $1 token whose request reserved $0.30 and died 10 minutes ago (timeout 29 s)
+    # Given a $1 token whose request reserved $0.30 and died an hour ago (the longest request: 600 s)
     token = gateway.token("1")
-    reserve_at(gateway, token, "req-died", "0.30", age_seconds=600)
+    reserve_at(gateway, token, "req-died", "0.30", age_seconds=3600)
     assert gateway.balance(token) == Decimal("0.70")
     # When the sweeper runs
     result = sweep()
@@ -53,7 +53,7 @@ def test_a_late_settlement_after_the_sweep_charges_nothing_twice(gateway):
     from common.billing.records import Outcome
 
     token = gateway.token("1")
-    hold = reserve_at(gateway, token, "req-late", "0.30", age_seconds=600)
+    hold = reserve_at(gateway, token, "req-late", "0.30", age_seconds=3600)
     sweep()
     # When the request settles after all (its function was only very slow)
     charged = gateway.ledger.settle(hold, Outcome(model="gpt-image-2", endpoint="generations", status=200,
@@ -65,7 +65,7 @@ def test_a_late_settlement_after_the_sweep_charges_nothing_twice(gateway):
 
 def test_sweeping_twice_releases_once(gateway):
     token = gateway.token("1")
-    reserve_at(gateway, token, "req-once", "0.25", age_seconds=600)
+    reserve_at(gateway, token, "req-once", "0.25", age_seconds=3600)
     assert sweep()["holds_released"] == 1
     assert sweep()["holds_released"] == 0
     assert gateway.balance(token) == Decimal("1")

@@ -70,7 +70,10 @@ EXPECTED_ENVIRONMENT = {
     "POWERTOOLS_METRICS_NAMESPACE",
     "POWERTOOLS_LOG_LEVEL",
     "AWS_ENDPOINT_URL",  # unset unless LocalAwsEndpointUrl is given (sam local invoke only)
+    "STREAMING_TIMEOUT_SECONDS",
 }
+# The streamed image functions also run our own runtime loop (src/runtime/bootstrap).
+STREAMED_FUNCTIONS = {"GenerationsFunction", "EditsFunction"}
 
 # response type -> (status code or None to keep API Gateway's, OpenAI error code)
 EXPECTED_GATEWAY_RESPONSES = {
@@ -239,17 +242,32 @@ def test_function_timeouts_relate_to_the_integration_timeout(template):
     assert parameter["Default"] == 29
     assert (parameter["MinValue"], parameter["MaxValue"]) == (5, 300)
     assert "Maximum integration timeout in milliseconds" in parameter["Description"]
+    streaming = template["Parameters"]["StreamingTimeoutSeconds"]
+    # Streaming integrations allow 15 minutes without a quota increase; Lambda allows 900 s.
+    assert (streaming["Default"], streaming["MinValue"], streaming["MaxValue"]) == (600, 5, 900)
     fns = functions(template)
     for fn_name, event_name, event in api_events(template):
+        timeout = "StreamingTimeoutSeconds" if fn_name in STREAMED_FUNCTIONS else "RequestTimeoutSeconds"
         # the integration timeout is the parameter in milliseconds ...
-        assert event["TimeoutInMillis"] == {"Fn::Sub": "${RequestTimeoutSeconds}000"}, (
-            f"{fn_name}.{event_name}"
-        )
+        assert event["TimeoutInMillis"] == {"Fn::Sub": f"${{{timeout}}}000"}, f"{fn_name}.{event_name}"
         # ... and the function may run as long (it answers before, with its own safety margin)
-        assert fns[fn_name]["Timeout"] == {"Ref": "RequestTimeoutSeconds"}, fn_name
-        assert fns[fn_name]["Environment"]["Variables"]["REQUEST_TIMEOUT_SECONDS"] == {
-            "Ref": "RequestTimeoutSeconds"
-        }
+        assert fns[fn_name]["Timeout"] == {"Ref": timeout}, fn_name
+    env = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["REQUEST_TIMEOUT_SECONDS"] == {"Ref": "RequestTimeoutSeconds"}
+    assert env["STREAMING_TIMEOUT_SECONDS"] == {"Ref": "StreamingTimeoutSeconds"}
+
+
+def test_exactly_the_image_routes_stream_through_our_runtime(template):
+    fns = functions(template)
+    for fn_name, event_name, event in api_events(template):
+        if fn_name in STREAMED_FUNCTIONS:
+            # the one literal SAM honours; a !Ref or another spelling deploys a buffered integration
+            assert event["ResponseTransferMode"] == "RESPONSE_STREAM", f"{fn_name}.{event_name}"
+            assert fns[fn_name]["Environment"]["Variables"]["AWS_LAMBDA_EXEC_WRAPPER"] == \
+                "/var/task/runtime/bootstrap"
+        else:
+            assert "ResponseTransferMode" not in event, f"{fn_name}.{event_name}"
+    assert (SRC / "runtime" / "bootstrap").stat().st_mode & 0o111, "the exec wrapper must be executable"
 
 
 def test_api_stage_is_redeployed_when_the_timeout_parameter_changes(template):
@@ -262,7 +280,8 @@ def test_api_stage_is_redeployed_when_the_timeout_parameter_changes(template):
 
 def test_environment_variables_match_the_architecture_contract(template):
     for fn_name, props in functions(template).items():
-        assert set(props["Environment"]["Variables"]) == EXPECTED_ENVIRONMENT, fn_name
+        extra = {"AWS_LAMBDA_EXEC_WRAPPER"} if fn_name in STREAMED_FUNCTIONS else set()
+        assert set(props["Environment"]["Variables"]) == EXPECTED_ENVIRONMENT | extra, fn_name
     env = template["Globals"]["Function"]["Environment"]["Variables"]
     assert env["TABLE_NAME"] == {"Ref": "GatewayTable"}
     assert env["IMAGE_BUCKET"] == {"Fn::If": ["StorageEnabled", {"Ref": "ImageBucket"}, ""]}

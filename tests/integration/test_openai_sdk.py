@@ -153,7 +153,7 @@ def test_models_list_and_the_sdk_agree(client):
 @pytest.fixture(scope="module")
 def constrained(tmp_path_factory):
     running = Stack(tmp_path_factory.mktemp("constrained_stack"), GATEWAY_STORAGE="off",
-                    GATEWAY_PARAMETER_OVERRIDES="RequestTimeoutSeconds=5")
+                    GATEWAY_PARAMETER_OVERRIDES="RequestTimeoutSeconds=5 StreamingTimeoutSeconds=5")
     yield running
     assert running.stop(signal.SIGINT) == 0
 
@@ -169,7 +169,7 @@ def test_url_mode_without_storage_raises_image_url_not_available_and_never_calls
 
 
 def test_an_upstream_slower_than_the_request_timeout_is_a_504_from_the_function_itself(constrained):
-    # RequestTimeoutSeconds=5: the function gives up at ~2.5 s, before API Gateway's 5 s.
+    # StreamingTimeoutSeconds=5 (the image routes'): the function gives up at ~2.5 s, before API Gateway's 5 s.
     client = openai.OpenAI(base_url=constrained.state["base_url"], api_key=constrained.state["token"], max_retries=0)
     before = constrained.balance(constrained.state["token"])
     constrained.emulator("script", {"behaviours": [{"delay": 4}]})

@@ -11,12 +11,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from common.billing.records import Hold, Outcome
-from common.ports import Ledger
 
 MARGIN_SECONDS = 60
+
+if TYPE_CHECKING:  # a protocol, for the type checker only
+    from common.ports import Ledger
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ def sweep(deps: Any) -> dict[str, Any]:
 
     from common.observability import logger, metrics
 
-    result = release_stale_holds(deps.ledger, deps.settings.request_timeout_seconds)
+    result = release_stale_holds(deps.ledger, deps.settings.longest_request_seconds)
     metrics.add_metric(name="AbandonedHoldsReleased", unit=MetricUnit.Count, value=result.holds_released)
     logger.info("stale reservations swept", extra={"tokens": result.tokens_checked, "released": result.holds_released,
                                                    "amount_usd": str(result.amount_released_usd)})

@@ -15,13 +15,16 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from common.billing.records import TokenRecord
 from common.errors import invalid_api_key
-from common.ports import Ledger
 
 SECRET_PREFIX = "sk-img-"
 CACHE_MAX = 1024
+
+if TYPE_CHECKING:  # a protocol, for the type checker only
+    from common.ports import Ledger
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,17 @@ Both then take the same metered flow as generations (reserve, send, settle or re
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from common.errors import ApiError
-from common.images.flow import ImageDeps, run
+from common.images.flow import run
 from common.images.plan import Plan, Reference, plan_request
 from common.images.schemas import EditRequest, MultipartEditFields
 from common.images.validation import parse_json_object, parse_model
 from common.web.apigw import Request, Response
+
+if TYPE_CHECKING:
+    from common.images.flow import ImageDeps
 
 
 def edit_images(request: Request, deps: ImageDeps) -> Response:

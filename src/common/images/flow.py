@@ -5,9 +5,16 @@
 
 Order matters for money: nothing is reserved before the request is valid (the Plan), nothing is
 sent upstream before the reservation holds, and every path after the reservation ends in exactly
-one settlement (charge the actual cost) or release (charge nothing). Status before bytes: the
-Response is made only after the settlement, with the exact cost in its headers, and an answer
-the connection cannot carry is refused before anything is charged.
+one settlement (charge the actual cost) or release (charge nothing).
+
+Status before bytes. A JSON answer (b64 or url) is parsed once, priced and settled, and only then
+becomes a Response with the exact cost in its headers; an answer the connection cannot carry (a
+buffered Lambda answer's 6 MB) is refused before anything is charged. In b64 mode the body is
+the upstream's own bytes, passed through, never re-encoded. An event stream (stream=true) is 200
+as soon as the upstream answers 200: its events are relayed as they arrive (`relay`), with
+keep-alive comments while the upstream is silent, and the settlement comes from the completed
+events' usage at its end; an upstream failure after that ends the stream with an error event and
+no charge.
 
 Each step takes values and returns a new one; the only state is in the ports (ledger, store,
 upstream) handed in with `deps`.
@@ -17,9 +24,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import queue
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -28,28 +38,38 @@ from common.billing.pricing import Cost, TokenUsage, cost_of, output_tokens_per_
 from common.billing.records import Hold, Outcome, ReservationRefused, Settlement
 from common.billing.tokens import Tokens
 from common.config import Settings
-from common.errors import ApiError, insufficient_quota, invalid_api_key, upstream_error
+from common.errors import ApiError, insufficient_quota, invalid_api_key, upstream_error, upstream_timeout
 from common.images.plan import Plan, Reference
 from common.observability import logger, metrics
-from common.ports import Fetcher, HttpReply, ImageStore, Ledger
-from common.upstream.openai_images import (Answer, ImageCall, OpenAIImages, UploadedFile, parse_answer,
+from common.upstream.openai_images import (Answer, Event, ImageCall, OpenAIImages, UploadedFile, add_usage,
+                                           customer_error, error_event, events_of, is_event_stream, parse_answer,
                                            rejects_json_form, rejects_parameter)
+from common.upstream.transport import TransportError
 from common.web.apigw import Request, Response
 
 # Time kept back from the deadline to store images, settle and answer before API Gateway gives up.
 RESPONSE_MARGIN_SECONDS = 2.5
+# An event stream that has been silent this long gets a comment line, so that no proxy on the way
+# (API Gateway's streaming idle limit is 5 minutes) takes the quiet for a dead connection.
+KEEPALIVE_SECONDS = 15.0
+KEEPALIVE = b": keep-alive\n\n"
 
 
-class ImageDeps(Protocol):
-    """What the flow is handed (common.wiring.Container, or the tests' own with fakes)."""
+if TYPE_CHECKING:  # protocols, for the type checker only: nothing to build at cold start
+    from typing import Protocol
 
-    settings: Settings
-    catalog: Catalog
-    tokens: Tokens
-    ledger: Ledger
-    upstream: OpenAIImages
-    store: ImageStore | None
-    fetcher: Fetcher
+    from common.ports import Fetcher, HttpReply, ImageStore, Ledger
+
+    class ImageDeps(Protocol):
+        """What the flow is handed (common.wiring.Container, or the tests' own with fakes)."""
+
+        settings: Settings
+        catalog: Catalog
+        tokens: Tokens
+        ledger: Ledger
+        upstream: OpenAIImages
+        store: ImageStore | None
+        fetcher: Fetcher
 
 
 def image_url_not_available() -> ApiError:
@@ -107,25 +127,32 @@ def run(plan: Plan, request: Request, deps: ImageDeps) -> Response:
         raise image_url_not_available()
     logger.append_keys(token_id=plan.token.token_id, model=plan.spec.id)
     hold = reserve(plan, request.request_id, deps.ledger, deps.tokens)
-    deadline = deadline_for(request, deps.settings.request_timeout_seconds)
+    timeout = deps.settings.streaming_timeout_seconds if request.streamed else deps.settings.request_timeout_seconds
+    deadline = deadline_for(request, timeout)
     exchange: Exchange | None = None
     try:
         exchange = send(plan, deadline, deps.upstream, deps.fetcher)
+        if is_event_stream(exchange.reply):
+            # From here the relay owns the reservation: it settles or releases at the stream's end.
+            return Response(200, {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                  "x-request-id": request.request_id},
+                            relay(plan, request, hold, exchange, deps.ledger, deadline))
         answer = parse_answer(exchange.reply)
-        charge = price(plan, answer)
+        charge = price(plan, answer.raw_usage, answer.images)
         delivery = deliver(plan, answer, deps.store, request.max_response_bytes)
     except BaseException as exc:
         deps.ledger.release(hold, failed(plan, exc, request.started, exchange))
         raise
-    settlement = deps.ledger.settle(hold, succeeded(plan, answer, charge, request.started, exchange))
-    observe(answer, charge, settlement, exchange)
+    settlement = deps.ledger.settle(hold, succeeded(plan, answer.raw_usage, answer.images, charge, request.started,
+                                                    exchange))
+    observe(answer.images, charge, settlement, exchange)
     return respond(request, delivery, settlement)
 
 
-def deadline_for(request: Request, request_timeout_seconds: float) -> float:
+def deadline_for(request: Request, integration_timeout_seconds: float) -> float:
     """The earlier of the function's own end and API Gateway's, less the time to answer."""
     return min(time.monotonic() + request.remaining_ms() / 1000,
-               request.started + request_timeout_seconds) - RESPONSE_MARGIN_SECONDS
+               request.started + integration_timeout_seconds) - RESPONSE_MARGIN_SECONDS
 
 
 def reserve(plan: Plan, request_id: str, ledger: Ledger, tokens: Tokens) -> Hold:
@@ -176,32 +203,28 @@ def fetch_references(references: tuple[Reference, ...], fetcher: Fetcher, deadli
     return tuple(files)
 
 
-def price(plan: Plan, answer: Answer) -> Charge:
+def price(plan: Plan, raw_usage: dict[str, Any] | None, images: int) -> Charge:
     """Every kind of token at its own rate, from the upstream's usage. With no usage block, the
     expected (not worst-case) cost, rather than give the images away."""
-    if answer.raw_usage:
-        usage, basis = TokenUsage.from_upstream(answer.raw_usage), "upstream"
+    if raw_usage:
+        usage, basis = TokenUsage.from_upstream(raw_usage), "upstream"
     else:
         per_image = output_tokens_per_image(plan.spec, plan.options.size, plan.options.quality, worst_case=False)
-        usage = TokenUsage(text_input=max(len(plan.options.prompt) // 4, 1), image_output=answer.images * per_image)
+        usage = TokenUsage(text_input=max(len(plan.options.prompt) // 4, 1), image_output=images * per_image)
         basis = "estimate"
     return Charge(usage, cost_of(usage, plan.spec, plan.multiplier), basis)
 
 
 def deliver(plan: Plan, answer: Answer, store: ImageStore | None, max_body_bytes: int | None) -> Delivery:
-    """The body the customer gets: the events as they came, or the JSON answer with its images
-    as base64 or (url mode) stored and replaced by URLs."""
-    if answer.stream is not None:
-        if plan.want_url:
-            raise ApiError(400, "response_format=url cannot be combined with stream=true.", param="response_format",
-                           code="invalid_value")
-        delivery = Delivery(answer.stream, "text/event-stream")
-    else:
-        body = answer.body or {}
-        if plan.want_url:
-            body = {**body, "data": stored_as_urls(body["data"], body.get("output_format") or plan.options.output_format
-                                                   or "png", store)}
+    """The body the customer gets: in b64 mode the upstream's JSON exactly as it came; in url
+    mode the same answer with its images stored and replaced by URLs."""
+    if plan.want_url:
+        body = answer.response.model_dump(exclude_unset=True)
+        output_format = body.get("output_format") or plan.options.output_format or "png"
+        body["data"] = stored_as_urls(body["data"], output_format, store)
         delivery = Delivery(json.dumps(body, separators=(",", ":")).encode("utf-8"), "application/json")
+    else:
+        delivery = Delivery(answer.raw, "application/json")
     if max_body_bytes is not None and len(delivery.body) > max_body_bytes:
         raise response_too_large(len(delivery.body), plan)
     return delivery
@@ -228,11 +251,12 @@ def stored_as_urls(items: list[dict[str, Any]], output_format: str, store: Image
             for i, item in enumerate(items)]
 
 
-def succeeded(plan: Plan, answer: Answer, charge: Charge, started: float, exchange: Exchange | None) -> Outcome:
+def succeeded(plan: Plan, raw_usage: dict[str, Any] | None, images: int, charge: Charge, started: float,
+              exchange: Exchange | None) -> Outcome:
     return Outcome(
         model=plan.spec.id, endpoint=plan.endpoint, status=200,
-        outcome="ok" if charge.basis == "upstream" else "ok_estimated", params=plan.params, images=answer.images,
-        usage_raw=answer.raw_usage, tokens=charge.usage.as_dict(), cost_by_kind=charge.cost.by_kind,
+        outcome="ok" if charge.basis == "upstream" else "ok_estimated", params=plan.params, images=images,
+        usage_raw=raw_usage, tokens=charge.usage.as_dict(), cost_by_kind=charge.cost.by_kind,
         cost_usd=charge.cost.total, latency_ms=_ms_since(started),
         upstream_latency_ms=exchange.reply.elapsed_ms if exchange else 0)
 
@@ -245,12 +269,114 @@ def failed(plan: Plan, exc: BaseException, started: float, exchange: Exchange | 
         latency_ms=_ms_since(started), upstream_latency_ms=exchange.reply.elapsed_ms if exchange else 0)
 
 
-def observe(answer: Answer, charge: Charge, settlement: Settlement, exchange: Exchange) -> None:
-    metrics.add_metric(name="Images", unit=MetricUnit.Count, value=answer.images)
+def observe(images: int, charge: Charge, settlement: Settlement, exchange: Exchange) -> None:
+    metrics.add_metric(name="Images", unit=MetricUnit.Count, value=images)
     metrics.add_metric(name="UpstreamLatency", unit=MetricUnit.Milliseconds, value=exchange.reply.elapsed_ms)
     metrics.add_metric(name="CostUSD", unit=MetricUnit.NoUnit, value=float(settlement.charged_usd))
-    logger.info("image request settled", extra={"images": answer.images, "charged_usd": str(settlement.charged_usd),
+    logger.info("image request settled", extra={"images": images, "charged_usd": str(settlement.charged_usd),
                                                  "upstream_ms": exchange.reply.elapsed_ms, "billing_basis": charge.basis})
+
+
+# --- stream=true: events relayed as they arrive ----------------------------------------------------
+
+def relay(plan: Plan, request: Request, hold: Hold, exchange: Exchange, ledger: Ledger,
+          deadline: float) -> Iterator[bytes]:
+    """The upstream's events, passed on unchanged as each arrives, keep-alive comments while it is
+    silent; at the end the settlement from the completed events' usage (and a comment with the
+    charge, which clients ignore), or, if the upstream fails or ends without an image, an error
+    event and the reservation released. A client that went away is not seen here (API Gateway
+    gives the function no signal): the relay still runs to the upstream's end and settles, because
+    the generation was made and paid for upstream."""
+    pump = _EventPump(events_of(exchange.reply.chunks or iter(())))
+    usage: dict[str, Any] = {}
+    completed = 0
+    finished = False
+    try:
+        for event in pump.events(deadline, request.started):
+            if event is None:
+                yield KEEPALIVE
+                continue
+            if event.failed:
+                raise upstream_error("The image service failed while generating. You have not been charged.")
+            if event.completed:
+                completed += 1
+                usage = add_usage(usage, (event.data or {}).get("usage") or {})
+            yield event.raw
+        if not completed:
+            raise upstream_error("The image service's stream ended without an image. You have not been charged.")
+        charge = price(plan, usage or None, completed)
+        settlement = ledger.settle(hold, succeeded(plan, usage or None, completed, charge, request.started, exchange))
+        finished = True
+        observe(completed, charge, settlement, exchange)
+        yield (f": x-gateway-cost-usd={settlement.charged_usd} "
+               f"x-gateway-balance-usd={settlement.balance_usd}\n\n").encode()
+    except Exception as exc:
+        error = exc if isinstance(exc, ApiError) else customer_error(exc) if isinstance(exc, TransportError) else \
+            ApiError(500, "The gateway had an internal error. You have not been charged.", type="server_error",
+                     code="internal_error")
+        if not isinstance(exc, (ApiError, TransportError)):
+            logger.exception("relaying the event stream failed")
+        ledger.release(hold, failed(plan, error, request.started, exchange))
+        finished = True
+        yield error_event(error)
+    finally:
+        pump.stop()
+        exchange.reply.close()
+        if not finished:  # the consumer stopped reading: nothing was settled
+            ledger.release(hold, failed(plan, ApiError(499, "client closed", code="client_closed"), request.started,
+                                        exchange))
+
+
+class _EventPump:
+    """Reads the upstream's events on a thread of its own, so that the relay can send keep-alives
+    while a read waits; a small queue bounds how far it reads ahead of the customer."""
+
+    _END = object()
+
+    def __init__(self, events: Iterator[Event]) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize=4)
+        self._stopped = threading.Event()
+        self._events = events
+        threading.Thread(target=self._run, name="upstream-events", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            for event in self._events:
+                if not self._put(event):
+                    return
+            self._put(self._END)
+        except BaseException as exc:  # noqa: BLE001 - handed to the relay, which decides
+            self._put(exc)
+
+    def _put(self, item: object) -> bool:
+        while not self._stopped.is_set():
+            try:
+                self._queue.put(item, timeout=0.5)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def events(self, deadline: float, started: float) -> Iterator[Event | None]:
+        """Each event as it comes; None when KEEPALIVE_SECONDS passed without one."""
+        while True:
+            wait = min(KEEPALIVE_SECONDS, deadline - time.monotonic())
+            if wait <= 0:
+                raise upstream_timeout(time.monotonic() - started)
+            try:
+                item = self._queue.get(timeout=wait)
+            except queue.Empty:
+                if time.monotonic() < deadline:
+                    yield None
+                continue
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def stop(self) -> None:
+        self._stopped.set()
 
 
 def respond(request: Request, delivery: Delivery, settlement: Settlement) -> Response:

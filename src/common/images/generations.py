@@ -1,11 +1,16 @@
 """POST /v1/images/generations: authenticate, validate into a Plan, then the metered flow."""
 from __future__ import annotations
 
-from common.images.flow import ImageDeps, run
+from typing import TYPE_CHECKING
+
+from common.images.flow import run
 from common.images.plan import plan_request
 from common.images.schemas import GenerationRequest
 from common.images.validation import parse_json_object, parse_model
 from common.web.apigw import Request, Response
+
+if TYPE_CHECKING:
+    from common.images.flow import ImageDeps
 
 
 def generate_images(request: Request, deps: ImageDeps) -> Response:

@@ -150,3 +150,8 @@ def check_options(options: ImageOptions, spec: ModelSpec) -> None:
     if options.output_compression is not None and output_format == "png":
         raise invalid_request(
             "output_compression is only supported with output_format 'jpeg' or 'webp'.", param="output_compression")
+    if options.stream and options.response_format == "url":
+        # Streamed events carry the images themselves; refused before anything is spent.
+        raise invalid_request(
+            "response_format=url cannot be combined with stream=true: streamed events carry the images as base64. "
+            "Drop stream, or drop response_format.", param="response_format")

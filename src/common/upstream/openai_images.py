@@ -6,20 +6,26 @@
 - `OpenAIImages.send` writes a call as JSON or multipart (one file as `image`, several as
   `image[]`, what both official SDKs send) and turns transport failures into the customer's
   errors.
-- `parse_answer` reads a 200 (JSON `ImagesResponse`, or server-sent events) into an `Answer`;
-  `error_from_reply` maps anything else to what the customer sees.
+- `parse_answer` reads a JSON 200 into an `Answer`; `events_of` reads an event stream (stream=true)
+  event by event as it arrives; `error_from_reply` maps anything else to what the customer sees.
 """
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+from pydantic_core import from_json
 
 from common.errors import ApiError, upstream_error, upstream_timeout
 from common.images.schemas import ImagesResponse
-from common.ports import HttpReply, Transport
-from common.upstream.transport import ConnectionLost, TimedOut, Unreachable
+from common.upstream.transport import TimedOut, TransportError, Unreachable
+
+if TYPE_CHECKING:  # the ports are protocols: for the type checker only, nothing to import at cold start
+    from common.ports import HttpReply, Transport
 
 # Edit references that a multipart body carries as files instead.
 REFERENCE_FIELDS = ("images", "mask")
@@ -56,21 +62,29 @@ class OpenAIImages:
         self.transport = transport
 
     def send(self, call: ImageCall, deadline: float) -> HttpReply:
+        """The reply; an event stream (stream=true) comes back unread, to be relayed as it arrives."""
         path = f"/images/{call.endpoint}"
+        stream = call.fields.get("stream") in (True, "true", "True")
         try:
             if call.files is None:
-                return self.transport.post(path, json_body=dict(call.fields), deadline=deadline)
+                return self.transport.post(path, json_body=dict(call.fields), deadline=deadline, stream_events=stream)
             images = sum(f.field != "mask" for f in call.files)
             image_field = "image" if images == 1 else "image[]"
             files = [("mask" if f.field == "mask" else image_field, (f.filename, f.data, f.content_type))
                      for f in call.files]
-            return self.transport.post(path, data=form_fields(call.fields), files=files, deadline=deadline)
-        except TimedOut as timeout:
-            raise upstream_timeout(timeout.seconds) from None
-        except ConnectionLost:
-            raise upstream_error("The connection to the image service was lost. You have not been charged.") from None
-        except Unreachable:
-            raise upstream_error("The image service could not be reached. You have not been charged.") from None
+            return self.transport.post(path, data=form_fields(call.fields), files=files, deadline=deadline,
+                                       stream_events=stream)
+        except TransportError as failure:
+            raise customer_error(failure) from None
+
+
+def customer_error(failure: TransportError) -> ApiError:
+    """What the customer is told when the transport has no reply to give."""
+    if isinstance(failure, TimedOut):
+        return upstream_timeout(failure.seconds)
+    if isinstance(failure, Unreachable):
+        return upstream_error("The image service could not be reached. You have not been charged.")
+    return upstream_error("The connection to the image service was lost. You have not been charged.")
 
 
 def form_fields(fields: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -111,61 +125,115 @@ def rejects_json_form(reply: HttpReply) -> bool:
 
 @dataclass(frozen=True)
 class Answer:
-    """A successful upstream answer: a JSON body (ImagesResponse) or a buffered event stream."""
+    """A successful JSON answer, parsed once (pydantic's JSON parser, straight from the bytes). The
+    bytes themselves are kept: in b64 mode they go to the customer as they came, never re-encoded."""
 
-    body: dict[str, Any] | None
-    stream: bytes | None
-    raw_usage: dict[str, Any] | None
-    images: int
+    raw: bytes
+    response: ImagesResponse
+
+    @property
+    def raw_usage(self) -> dict[str, Any] | None:
+        return self.response.usage
+
+    @property
+    def images(self) -> int:
+        return len(self.response.data)
 
 
 def parse_answer(reply: HttpReply) -> Answer:
-    """The upstream's reply as an Answer, or the ApiError the customer gets instead."""
+    """The upstream's JSON reply as an Answer, or the ApiError the customer gets instead."""
     if reply.status >= 400:
         raise error_from_reply(reply)
-    content_type = (reply.headers.get("content-type") or "").lower()
-    if content_type.startswith("text/event-stream"):
-        return _parse_stream(reply.content)
-    body = reply.json()
-    if not isinstance(body, dict):
-        raise upstream_error()
     try:
-        parsed = ImagesResponse.model_validate(body)
-    except ValueError:
-        raise upstream_error("The image service answered without images. You have not been charged.") from None
-    if any(not (item.b64_json or item.url) for item in parsed.data):
-        raise upstream_error("The image service answered without images. You have not been charged.")
-    return Answer(body=body, stream=None, raw_usage=parsed.usage, images=len(parsed.data))
-
-
-def _parse_stream(content: bytes) -> Answer:
-    """Buffered SSE: the events pass through unchanged; usage comes from the completed events."""
-    usage: dict[str, Any] = {}
-    completed = 0
-    for block in content.decode("utf-8", "replace").split("\n\n"):
-        data = "".join(line[5:].strip() for line in block.splitlines() if line.startswith("data:"))
-        if not data or data == "[DONE]":
-            continue
-        try:
-            event = json.loads(data)
-        except ValueError:
+        response = ImagesResponse.model_validate_json(reply.content)
+    except ValidationError as invalid:
+        if any(error["type"] == "json_invalid" for error in invalid.errors()):
             raise upstream_error() from None
-        if str(event.get("type", "")).endswith(".completed"):
-            completed += 1
-            usage = _add_usage(usage, event.get("usage") or {})
-    if not completed:
-        raise upstream_error("The image service's stream ended without an image. You have not been charged.")
-    return Answer(body=None, stream=content, raw_usage=usage or None, images=completed)
+        raise upstream_error("The image service answered without images. You have not been charged.") from None
+    if any(not (item.b64_json or item.url) for item in response.data):
+        raise upstream_error("The image service answered without images. You have not been charged.")
+    return Answer(reply.content, response)
 
 
-def _add_usage(total: dict[str, Any], usage: dict[str, Any]) -> dict[str, Any]:
+def is_event_stream(reply: HttpReply) -> bool:
+    return reply.status == 200 and reply.streamed
+
+
+# --- server-sent events (stream=true) -------------------------------------------------------
+
+@dataclass(frozen=True)
+class Event:
+    """One server-sent event as it came (passed on unchanged), and what the gateway reads of it."""
+
+    raw: bytes  # with its terminating blank line
+    type: str  # the data's "type" (OpenAI puts it there), else the `event:` field
+    data: dict[str, Any] | None
+
+    @property
+    def completed(self) -> bool:
+        return self.type.endswith(".completed")
+
+    @property
+    def failed(self) -> bool:
+        return self.type == "error" or (self.data is not None and "error" in self.data)
+
+
+_EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
+
+
+def events_of(chunks: Iterable[bytes]) -> Iterator[Event]:
+    """Server-sent events from the bytes of a stream, each as soon as its blank line arrives.
+    A partial event at the end (the connection dropped mid-event) is not an event."""
+    buffer = bytearray()
+    searched = 0
+    for chunk in chunks:
+        buffer += chunk
+        while match := _EVENT_END.search(buffer, max(searched - 3, 0)):
+            raw = bytes(buffer[:match.end()])
+            del buffer[:match.end()]
+            searched = 0
+            event = _event(raw)
+            if event is not None:
+                yield event
+        searched = len(buffer)
+
+
+def _event(raw: bytes) -> Event | None:
+    name, data = "", []
+    for line in raw.splitlines():
+        field, _, value = line.partition(b":")
+        value = value[1:] if value.startswith(b" ") else value
+        if field == b"event":
+            name = value.decode("utf-8", "replace")
+        elif field == b"data":
+            data.append(value)
+    if not data:
+        return None  # a comment or a keep-alive: nothing to pass on
+    payload = b"\n".join(data)
+    try:
+        parsed = from_json(payload) if payload != b"[DONE]" else None
+    except ValueError:
+        raise upstream_error("The image service sent an unreadable event. You have not been charged.") from None
+    parsed = parsed if isinstance(parsed, dict) else None
+    kind = parsed.get("type") if parsed and isinstance(parsed.get("type"), str) else name
+    return Event(raw, kind, parsed)
+
+
+def add_usage(total: dict[str, Any], usage: dict[str, Any]) -> dict[str, Any]:
+    """Usage blocks added up, key by key (n > 1 streams report usage per completed event)."""
     out = dict(total)
     for key, value in usage.items():
         if isinstance(value, dict):
-            out[key] = _add_usage(out.get(key) or {}, value)
-        elif isinstance(value, int):
+            out[key] = add_usage(out.get(key) or {}, value)
+        elif isinstance(value, int) and not isinstance(value, bool):
             out[key] = out.get(key, 0) + value
     return out
+
+
+def error_event(error: ApiError) -> bytes:
+    """An error as the last event of a stream, in OpenAI's shape (the SDKs raise it as APIError)."""
+    body = error.body()
+    return b"event: error\ndata: " + json.dumps({"type": "error", **body}, separators=(",", ":")).encode() + b"\n\n"
 
 
 def error_from_reply(reply: HttpReply) -> ApiError:

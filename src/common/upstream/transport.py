@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import InvalidHeader, MaxRetryError, NewConnectionError
+from urllib3.exceptions import InvalidHeader, MaxRetryError, NewConnectionError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -58,8 +58,14 @@ class TimedOut(TransportError):
 class HttpReply:
     status: int
     headers: Any  # requests' case-insensitive dict
-    content: bytes
-    elapsed_ms: int
+    content: bytes  # empty for an event stream, whose bytes come from `chunks`
+    elapsed_ms: int  # until the headers (and the whole body, unless streamed)
+    chunks: Iterator[bytes] | None = None  # an event stream's bytes as they arrive (streamed replies only)
+    close: Callable[[], None] = lambda: None  # give the connection back (streamed replies only)
+
+    @property
+    def streamed(self) -> bool:
+        return self.chunks is not None
 
     def json(self) -> Any:
         try:
@@ -75,8 +81,10 @@ class HttpTransport:
         self.session = session or pooled_session()
 
     def post(self, path: str, *, deadline: float, json_body: Any = None, data: Any = None,
-             files: Any = None) -> HttpReply:
-        """POST with bounded retries; `deadline` is a time.monotonic() value."""
+             files: Any = None, stream_events: bool = False) -> HttpReply:
+        """POST with bounded retries; `deadline` is a time.monotonic() value. With `stream_events`,
+        a 200 `text/event-stream` answer comes back unread: its bytes arrive through `chunks`, each
+        read bounded by the deadline; every other answer is read whole, as without it."""
         url = f"{self.base_url}{path}"
         headers = {"Authorization": f"Bearer {self._api_key()}", "Accept": "application/json, text/event-stream"}
         policy = POLICY.new()
@@ -87,7 +95,7 @@ class HttpTransport:
                 raise TimedOut(time.monotonic() - started)
             try:
                 response = self.session.post(
-                    url, json=json_body, data=data, files=files, headers=headers,
+                    url, json=json_body, data=data, files=files, headers=headers, stream=stream_events,
                     timeout=(min(CONNECT_TIMEOUT_SECONDS, remaining), remaining),
                 )
             except requests.exceptions.ConnectTimeout as exc:
@@ -100,8 +108,15 @@ class HttpTransport:
                     raise ConnectionLost() from None
                 policy = self._next_try(policy, url, deadline, error=exc)
                 continue
-            reply = HttpReply(response.status_code, response.headers, response.content,
-                              int((time.monotonic() - started) * 1000))
+            if stream_events and response.status_code == 200 and \
+                    response.headers.get("content-type", "").lower().startswith("text/event-stream"):
+                return HttpReply(200, response.headers, b"", int((time.monotonic() - started) * 1000),
+                                 chunks=_chunks_of(response, started), close=response.close)
+            try:
+                content = response.content
+            except requests.exceptions.RequestException:
+                raise ConnectionLost() from None
+            reply = HttpReply(response.status_code, response.headers, content, int((time.monotonic() - started) * 1000))
             if response.status_code not in RETRY_STATUSES:
                 return reply
             try:
@@ -130,6 +145,21 @@ class HttpTransport:
             raise Unreachable()
         time.sleep(wait)
         return policy
+
+
+def _chunks_of(response: requests.Response, started: float) -> Iterator[bytes]:
+    """A streamed body's bytes as they arrive; a read that outlasts the deadline or a dropped
+    connection ends it with the transport's own failures."""
+    try:
+        yield from response.iter_content(chunk_size=None)
+    except requests.exceptions.ConnectionError as exc:
+        if isinstance(exc.args[0] if exc.args else None, ReadTimeoutError):
+            raise TimedOut(time.monotonic() - started) from None
+        raise ConnectionLost() from None
+    except (requests.exceptions.ChunkedEncodingError, requests.exceptions.RequestException):
+        raise ConnectionLost() from None
+    finally:
+        response.close()
 
 
 class _GiveUp(Exception):

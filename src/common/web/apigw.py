@@ -8,16 +8,19 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aws_lambda_powertools.metrics import MetricUnit
 
 from common.errors import ApiError
 from common.observability import logger, metrics
-from common.web.sinks import BufferedSink, Sink
+from common.web.sinks import BufferedSink
+
+if TYPE_CHECKING:  # a protocol, for the type checker only
+    from common.ports import Sink
 
 
 @dataclass(frozen=True)
@@ -33,10 +36,12 @@ class Request:
     remaining_ms: Callable[[], int] = lambda: 30_000
     # The largest body the connection can carry back (a buffered Lambda answer); None: no limit.
     max_response_bytes: int | None = None
+    # Answered through a streaming integration (API Gateway response streaming), not buffered.
+    streamed: bool = False
 
     @classmethod
     def from_event(cls, event: dict[str, Any], context: Any = None, *,
-                   max_response_bytes: int | None = None) -> "Request":
+                   max_response_bytes: int | None = None, streamed: bool = False) -> "Request":
         raw = event.get("body") or ""
         body = base64.b64decode(raw) if event.get("isBase64Encoded") else raw.encode("utf-8")
         headers = {k.lower(): v for k, v in (event.get("headers") or {}).items() if v is not None}
@@ -52,6 +57,7 @@ class Request:
             path_params=dict(event.get("pathParameters") or {}),
             remaining_ms=remaining or (lambda: 30_000),
             max_response_bytes=max_response_bytes,
+            streamed=streamed,
         )
 
     def header(self, name: str) -> str | None:
@@ -62,7 +68,7 @@ class Request:
 class Response:
     status: int
     headers: dict[str, str]
-    body: bytes
+    body: bytes | Iterator[bytes]  # an iterator: the body's pieces as they are made (an event stream)
 
 
 def _json_default(value: Any) -> Any:
@@ -82,6 +88,9 @@ def error_response(error: ApiError, request_id: str) -> Response:
     return json_response(error.status, error.body(), request_id, error.headers)
 
 
+# A body is written in pieces of at most this size (a streamed answer never needs a copy of it).
+WRITE_CHUNK_BYTES = 1 << 20
+
 Deps = TypeVar("Deps")
 Route = Callable[[Request, Deps], Response]
 
@@ -90,7 +99,8 @@ def serve(event: dict, context: Any, route: Route, deps: Deps, sink: Sink | None
     """Run one route and write its answer into the sink (buffered unless given); its refusals
     (and any bug) become OpenAI-shaped answers. Returns the buffered sink's proxy result."""
     sink = sink if sink is not None else BufferedSink()
-    request = Request.from_event(event, context, max_response_bytes=sink.max_body_bytes)
+    request = Request.from_event(event, context, max_response_bytes=sink.max_body_bytes,
+                                 streamed=sink.max_body_bytes is None)
     try:
         response = route(request, deps)
     except ApiError as error:
@@ -104,7 +114,22 @@ def serve(event: dict, context: Any, route: Route, deps: Deps, sink: Sink | None
                      code="internal_error"),
             request.request_id,
         )
-    sink.start(response.status, response.headers)
-    sink.write(response.body)
-    sink.close()
+    write(response, sink)
     return sink.result() if isinstance(sink, BufferedSink) else None
+
+
+def write(response: Response, sink: Sink) -> None:
+    """Status and headers, then the body piece by piece. A body that fails after the status went
+    out (an event stream's bug) ends the answer with the sink's failure signal."""
+    sink.start(response.status, response.headers)
+    pieces = (response.body,) if isinstance(response.body, bytes) else response.body
+    try:
+        for piece in pieces:
+            view = memoryview(piece)
+            for offset in range(0, len(view), WRITE_CHUNK_BYTES):
+                sink.write(view[offset:offset + WRITE_CHUNK_BYTES])
+    except Exception:
+        logger.exception("the answer failed after its status was sent")
+        sink.fail("internal_error", "The gateway had an internal error while sending the answer.")
+        return
+    sink.close()
