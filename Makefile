@@ -9,7 +9,7 @@ VENV := .venv
 PYTHON313 := $(or $(lastword $(sort $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13))),$(shell python3.13 -c "import sys; print(sys.executable)" 2>/dev/null))
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: run test test-fast bench venv clean
+.PHONY: run test test-fast bench invoke venv clean
 
 venv: $(VENV)/.installed
 
@@ -35,6 +35,13 @@ test-fast: venv
 
 bench: venv
 	$(VENV)/bin/python -m bench
+
+# One function with an events/ file against the running `make run`, under the Lambda Runtime
+# Interface Emulator through the function's own runtime: make invoke FUNCTION=GenerationsFunction EVENT=events/generations_b64.json
+FUNCTION ?= GenerationsFunction
+EVENT ?= events/generations_b64.json
+invoke: venv
+	$(VENV)/bin/python -m local_stack.invoke $(FUNCTION) $(EVENT)
 
 clean:
 	rm -rf $(VENV) .aws-sam .pytest_cache

@@ -1,6 +1,7 @@
 """Invoke one function with a sample event from `events/`, against the running `make run` stack.
 
-  python -m local_stack.invoke GenerationsFunction events/generations_b64.json
+  python -m local_stack.invoke GenerationsFunction events/generations_b64.json            (make invoke)
+  python -m local_stack.invoke GenerationsFunction events/generations_b64.json --in-process
   python -m local_stack.invoke GenerationsFunction events/generations_b64.json --sam
 
 The events carry the placeholder token `sk-img-REPLACE_WITH_YOUR_TOKEN`; it is replaced with the
@@ -8,10 +9,13 @@ running stack's demo token (or --token). The function gets the environment the s
 functions (table, bucket, secret and upstream emulator, AWS_ENDPOINT_URL pointing at moto), read
 from the stack's state file, so it works on the same tokens, balances and images as the gateway.
 
-Without Docker (the default) the handler runs in this process, as the local stack runs it. With
---sam it writes the prepared event and a `--env-vars` file under .local/invoke/ and prints the
-`sam local invoke` command for users with Docker (Linux: the container shares the host network,
-so it reaches moto and the emulator on 127.0.0.1).
+Without Docker, by default, the function runs under the Lambda Runtime Interface Emulator from the
+aws-sam-cli wheel, through the function's own exec wrapper and our runtime (src/runtime): the real
+runtime path, streamed answers included (the emulator buffers them and caps them at 6 MB, so this
+is a smoke test of the path, not of the limits). --in-process calls the handler in this process, as
+the local stack does. With --sam it writes the prepared event and a `--env-vars` file under
+.local/invoke/ and prints the `sam local invoke` command for users with Docker (Linux: the
+container shares the host network, so it reaches moto and the emulator on 127.0.0.1).
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from local_stack.rie import EmulatorError
 from local_stack.template import Template, TemplateError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -62,15 +67,11 @@ def invoke_in_process(template: Template, function_id: str, event: dict[str, Any
                       environment: dict[str, str]) -> Any:
     """Call the handler the template names, in this process, with the stack's environment."""
     from local_stack.apigw import LambdaContext, Route
-    from local_stack.aws import DUMMY_CREDENTIALS, REGION
 
     spec = template.function(function_id)
     # Metrics are off locally (as in the stack), so Powertools would warn that none were published.
     warnings.filterwarnings("ignore", message="No application metrics to publish")
-    os.environ.update({"AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION, "AWS_CONFIG_FILE": os.devnull,
-                       "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-                       "AWS_ACCESS_KEY_ID": DUMMY_CREDENTIALS["aws_access_key_id"],
-                       "AWS_SECRET_ACCESS_KEY": DUMMY_CREDENTIALS["aws_secret_access_key"], **environment})
+    os.environ.update(function_environment(environment))
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
         os.environ.pop(name, None)
     sys.path.insert(0, str(spec.code_uri))
@@ -78,6 +79,38 @@ def invoke_in_process(template: Template, function_id: str, event: dict[str, Any
     handler = getattr(importlib.import_module(module_name), attribute)
     route = Route("POST", "/", function_id, spec.handler, spec.code_uri, spec.timeout_s, spec.memory_mb, 0)
     return handler(event, LambdaContext(route, spec.timeout_s))
+
+
+def function_environment(environment: dict[str, str]) -> dict[str, str]:
+    """The stack's function environment with the local stack's dummy credentials, nothing of the
+    developer's AWS setup."""
+    from local_stack.aws import DUMMY_CREDENTIALS, REGION
+
+    return {"AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION, "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull, "AWS_ACCESS_KEY_ID": DUMMY_CREDENTIALS["aws_access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": DUMMY_CREDENTIALS["aws_secret_access_key"], **environment}
+
+
+def invoke_under_rie(template: Template, function_id: str, event: dict[str, Any],
+                     environment: dict[str, str]) -> Any:
+    """Run the function under the Runtime Interface Emulator, through our runtime, and return its
+    answer as a proxy result (a streamed answer's prelude and body put together)."""
+    from local_stack.rie import Emulator
+
+    spec = template.function(function_id)
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        os.environ.pop(name, None)
+    env = {**function_environment(environment), "AWS_LAMBDA_FUNCTION_TIMEOUT": str(int(spec.timeout_s)),
+           "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb)}
+    with Emulator(spec.handler, task_root=spec.code_uri, env=env, output=sys.stderr) as emulator:
+        result = emulator.invoke(event, timeout_s=spec.timeout_s + 5)
+    if result.status != 200:
+        raise InvokeError(f"the emulator answered HTTP {result.status}: {result.body[:300]!r}")
+    streamed = result.streamed
+    if streamed is None:
+        return result.json()
+    prelude, body = streamed
+    return {**prelude, "body": body.decode("utf-8", "replace"), "streamed": True}
 
 
 def sam_command(function_id: str, event_file: Path, env_file: Path, state: dict[str, Any]) -> list[str]:
@@ -118,8 +151,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="the running stack's state (default: .local/stack.json, or GATEWAY_STATE_FILE)")
     parser.add_argument("--token", help="the token to put in the event (default: the stack's demo token)")
     parser.add_argument("--output", type=Path, help="write the whole result as JSON there")
-    parser.add_argument("--sam", action="store_true",
-                        help="do not invoke: write the files for `sam local invoke` (Docker) and print its command")
+    how = parser.add_mutually_exclusive_group()
+    how.add_argument("--in-process", action="store_true",
+                     help="call the handler in this process (as make run does) instead of under the emulator")
+    how.add_argument("--sam", action="store_true",
+                     help="do not invoke: write the files for `sam local invoke` (Docker) and print its command")
     args = parser.parse_args(argv)
     try:
         state = read_state(args.state_file)
@@ -131,8 +167,9 @@ def main(argv: list[str] | None = None) -> int:
             print("sam build   # once: sam local invoke runs the built package")
             print(shlex.join(sam_command(args.function, event_file, env_file, state)))
             return 0
-        result = invoke_in_process(template, args.function, event, state["environment"])
-    except (InvokeError, TemplateError) as problem:
+        invoke = invoke_in_process if args.in_process else invoke_under_rie
+        result = invoke(template, args.function, event, state["environment"])
+    except (InvokeError, TemplateError, EmulatorError) as problem:
         print(f"invoke: {problem}", file=sys.stderr)
         return 1
     if args.output:

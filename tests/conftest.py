@@ -2,6 +2,7 @@
 stack makes it (local_stack/moto_fidelity.py), so in-process tests see the same service; one
 upstream emulator on loopback for the whole session; and the one moto fixture (`aws`) that
 gives a test the template's own table and an image bucket."""
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -16,6 +17,12 @@ from local_stack.template import Template
 from local_stack.upstream_emulator import UpstreamEmulator
 
 moto_fidelity.install()
+
+# Powertools reads these when common.observability is first imported, whichever test does it first:
+# as the template sets them, with tracing off (no X-Ray daemon here).
+for _name, _value in {"POWERTOOLS_SERVICE_NAME": "image-gateway", "POWERTOOLS_METRICS_NAMESPACE": "ImageGateway",
+                      "POWERTOOLS_TRACE_DISABLED": "true"}.items():
+    os.environ.setdefault(_name, _value)
 
 ROOT = Path(__file__).resolve().parents[1]
 PLATFORM_KEY = "sk-platform-test-0123456789"

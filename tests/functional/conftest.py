@@ -27,6 +27,7 @@ from local_stack.template import Template
 from local_stack.upstream_emulator import UpstreamEmulator
 from tests.fakes.ledger import FakeLedger
 from tests.fakes.store import FakeImageStore
+from tests.fakes.stream import RecordingStream
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -109,6 +110,15 @@ class Gateway:
 
         return Reply(handler(api_event("POST", "/v1/images/generations", body=body, token=token, **kw),
                              context or FakeContext()))
+
+    def generate_streamed(self, body: Any, token: str | None, *, context: FakeContext | None = None) -> RecordingStream:
+        """The same, invoked as API Gateway's streaming integration invokes it (through our runtime)."""
+        from handlers.generations import handler
+
+        stream = RecordingStream()
+        assert handler(api_event("POST", "/v1/images/generations", body=body, token=token), context or FakeContext(),
+                       response_stream=stream) is None
+        return stream
 
     def edit(self, body: Any, token: str | None, *, content_type: str = "application/json",
              context: FakeContext | None = None) -> "Reply":

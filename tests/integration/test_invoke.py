@@ -26,15 +26,18 @@ def test_every_sample_event_carries_the_placeholder_that_invoke_replaces():
         assert PLACEHOLDER_TOKEN in path.read_text(), path.name
 
 
-def test_the_generations_sample_event_is_charged_to_the_stacks_demo_token(stack, tmp_path):
+@pytest.mark.parametrize("how", [[], ["--in-process"]], ids=["under the runtime emulator", "in process"])
+def test_the_generations_sample_event_is_charged_to_the_stacks_demo_token(stack, tmp_path, how):
     before = stack.balance(stack.state["token"])
     output = tmp_path / "result.json"
 
-    done = invoke(stack, "GenerationsFunction", "events/generations_b64.json", "--output", str(output))
+    done = invoke(stack, "GenerationsFunction", "events/generations_b64.json", "--output", str(output), *how)
 
     assert done.returncode == 0, done.stderr
     result = json.loads(output.read_text())
     assert result["statusCode"] == 200
+    # Under the emulator the function ran our runtime and answered in streaming mode, as in AWS
+    assert result.get("streamed", False) is (how == [])
     assert json.loads(result["body"])["data"][0]["b64_json"]
     charged = Decimal(result["headers"]["x-gateway-cost-usd"])
     assert charged > 0 and stack.balance(stack.state["token"]) == before - charged

@@ -400,3 +400,147 @@ def test_handlers_are_imported_from_the_code_uri_once(tmp_path, http):
         gw.stop()
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", gw.port), timeout=1)
+
+
+# --- streaming integrations ------------------------------------------------------------------
+
+STREAMING_TEMPLATE = """\
+AWSTemplateFormatVersion: 2010-09-09
+Transform: AWS::Serverless-2016-10-31
+Resources:
+  Api:
+    Type: AWS::Serverless::Api
+    Properties: {StageName: prod}
+  Streamer:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: code/
+      Handler: streamer.handler
+      Timeout: 5
+      Events:
+        Post:
+          Type: Api
+          Properties: {RestApiId: !Ref Api, Path: /v1/stream, Method: post, TimeoutInMillis: 4000,
+                       ResponseTransferMode: RESPONSE_STREAM}
+        Buffered:
+          Type: Api
+          Properties: {RestApiId: !Ref Api, Path: /v1/buffered, Method: post}
+"""
+
+
+@pytest.fixture
+def streaming(tmp_path, http, monkeypatch):
+    """A gateway whose /v1/stream is a streaming integration; `behave` sets what the handler does."""
+    import local_stack.apigw as apigw
+
+    monkeypatch.setattr(apigw, "STREAM_IDLE_TIMEOUT_S", 1.0)
+    (tmp_path / "template.yaml").write_text(STREAMING_TEMPLATE)
+    calls: dict = {"behaviour": None, "done": threading.Event(), "kwargs": None}
+
+    def handler(event, context, **kwargs):
+        calls["kwargs"] = kwargs
+        try:
+            return calls["behaviour"](kwargs.get("response_stream"))
+        finally:
+            calls["done"].set()
+
+    gw = ApiGateway(Template(tmp_path / "template.yaml").api, port=0, access_log=io.StringIO(),
+                    function_log=io.StringIO(), functions={"Streamer": handler})
+    gw.start()
+    gw.calls = calls
+    yield gw
+    gw.stop()
+
+
+def test_the_template_reader_knows_which_routes_stream(streaming):
+    routes = {r.path: r for r in streaming.api.routes}
+    assert routes["/v1/stream"].streaming and not routes["/v1/buffered"].streaming
+
+
+def test_a_streaming_route_sends_status_and_headers_at_start_and_each_write_as_it_comes(streaming, http):
+    go_on = threading.Event()
+
+    def behave(stream):
+        stream.start(201, {"Content-Type": "text/event-stream", "x-cost": "0.1"})
+        stream.write(b"first")
+        go_on.wait(5)
+        stream.write(b"second")
+        stream.close()
+
+    streaming.calls["behaviour"] = behave
+    with http.post(streaming.url + "/v1/stream", stream=True, timeout=10) as response:
+        # The status and the first piece are here while the handler is still waiting
+        assert response.status_code == 201 and response.headers["x-cost"] == "0.1"
+        assert response.headers["transfer-encoding"] == "chunked"
+        pieces = response.iter_content(chunk_size=None)
+        assert next(pieces) == b"first"
+        go_on.set()
+        assert b"".join(pieces) == b"second"
+
+
+def test_a_streamed_answer_is_not_held_to_the_6_mb_buffered_limit(streaming, http):
+    def behave(stream):
+        stream.start(200, {})
+        for _ in range(8):
+            stream.write(b"x" * 1_000_000)
+        stream.close()
+
+    streaming.calls["behaviour"] = behave
+    response = http.post(streaming.url + "/v1/stream", timeout=10)
+    assert response.status_code == 200 and len(response.content) == 8_000_000
+
+
+def test_a_buffered_route_of_the_same_function_is_called_without_a_stream(streaming, http):
+    streaming.calls["behaviour"] = lambda stream: {"statusCode": 200, "body": f"stream={stream}"}
+    response = http.post(streaming.url + "/v1/buffered", timeout=10)
+    assert response.text == "stream=None" and streaming.calls["kwargs"] == {}
+
+
+def test_a_streaming_handler_may_answer_with_a_proxy_result_instead(streaming, http):
+    streaming.calls["behaviour"] = lambda stream: {"statusCode": 404, "headers": {"x-a": "b"}, "body": "nope"}
+    response = http.post(streaming.url + "/v1/stream", timeout=10)
+    assert (response.status_code, response.text, response.headers["x-a"]) == (404, "nope", "b")
+
+
+def test_a_handler_that_raises_before_starting_is_a_502(streaming, http):
+    def behave(stream):
+        raise RuntimeError("boom")
+
+    streaming.calls["behaviour"] = behave
+    assert http.post(streaming.url + "/v1/stream", timeout=10).status_code == 502
+
+
+def test_a_handler_that_starts_nothing_within_the_idle_limit_is_a_504(streaming, http):
+    streaming.calls["behaviour"] = lambda stream: time.sleep(2)  # the idle limit here is 1 s
+    assert http.post(streaming.url + "/v1/stream", timeout=10).status_code == 504
+
+
+def test_silence_past_the_idle_limit_cuts_the_answer_without_its_last_chunk(streaming, http):
+    def behave(stream):
+        stream.start(200, {})
+        stream.write(b"partial")
+        time.sleep(2)  # the idle limit here is 1 s
+        stream.write(b"too late")  # dropped: the answer was cut
+        stream.close()
+
+    streaming.calls["behaviour"] = behave
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        http.post(streaming.url + "/v1/stream", timeout=10).content
+    assert streaming.calls["done"].wait(5)  # the handler itself ran to its end, as a Lambda does
+
+
+def test_a_client_that_goes_away_does_not_stop_the_handler(streaming, http):
+    wrote_all = threading.Event()
+
+    def behave(stream):
+        stream.start(200, {})
+        for _ in range(200):  # far more than the queue and the socket buffers hold
+            stream.write(b"y" * 65536)
+        stream.close()
+        wrote_all.set()
+
+    streaming.calls["behaviour"] = behave
+    with http.post(streaming.url + "/v1/stream", stream=True, timeout=10) as response:
+        next(response.iter_content(chunk_size=1024))
+    # The client closed the connection after 1 KB; the handler's later writes are dropped, not blocked
+    assert wrote_all.wait(10)

@@ -20,11 +20,14 @@ from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import HTTPError as Urllib3HTTPError
 from urllib3.exceptions import InvalidHeader, MaxRetryError, NewConnectionError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 CONNECT_TIMEOUT_SECONDS = 3.05
+# An event stream is read in pieces of at most this size, each as soon as it arrives.
+STREAM_READ_BYTES = 1 << 16
 # A retry is only worth starting if at least this much time is left for it.
 MIN_ATTEMPT_SECONDS = 2.0
 POLICY = Retry(
@@ -150,13 +153,13 @@ class HttpTransport:
 def _chunks_of(response: requests.Response, started: float) -> Iterator[bytes]:
     """A streamed body's bytes as they arrive; a read that outlasts the deadline or a dropped
     connection ends it with the transport's own failures."""
+    raw = response.raw  # urllib3: read1 returns what has arrived (requests' iter_content would wait to fill)
     try:
-        yield from response.iter_content(chunk_size=None)
-    except requests.exceptions.ConnectionError as exc:
-        if isinstance(exc.args[0] if exc.args else None, ReadTimeoutError):
-            raise TimedOut(time.monotonic() - started) from None
-        raise ConnectionLost() from None
-    except (requests.exceptions.ChunkedEncodingError, requests.exceptions.RequestException):
+        while data := raw.read1(STREAM_READ_BYTES, decode_content=True):
+            yield data
+    except ReadTimeoutError:
+        raise TimedOut(time.monotonic() - started) from None
+    except (Urllib3HTTPError, OSError):
         raise ConnectionLost() from None
     finally:
         response.close()
