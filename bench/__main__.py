@@ -3,8 +3,10 @@
 1. Cold start (bench/cold_start.py): each handler's import from its built package, next to
    `import boto3` plus one client, in fresh interpreters, interleaved.
 2. Own work (bench/own_work.py): a request through the API Gateway emulation and the handler with
-   the in-memory ledger and store: everything the gateway does but AWS, next to a direct upstream call.
-3. AWS calls per request (bench/aws_calls.py): counted by service and operation, on moto.
+   the in-memory ledger and store: everything the gateway does but AWS, next to a direct upstream call;
+   then the same with a large answer, per answer-MB.
+3. Peak memory (bench/memory.py) of the largest legal answer, n=4 at 3840x2160, streamed.
+   AWS calls per request (bench/aws_calls.py): counted by service and operation, on moto.
 4. End to end (bench/end_to_end.py): through `make run` (DynamoDB and S3 on moto), next to a direct
    upstream call.
 
@@ -31,6 +33,8 @@ from bench.measure import ROOT, PairedRun, machine, progress, spread
 IMPORT_GOAL = 1.5
 OWN_WORK_GOAL_DIRECT_CALLS = 4.0
 END_TO_END_GOAL_DIRECT_CALLS = 18.0
+# Issue 10's target for the bytes of a large answer: at most 2 ms of the gateway's own work per MB.
+OWN_WORK_PER_MB_GOAL_MS = 2.0
 
 
 def in_own_interpreter(module: str, *args: int) -> object:
@@ -74,10 +78,26 @@ def main() -> None:
         print(f"| handlers.{name} ({function}) | {row['ms']:.0f} | {spread(row['ratios'])} | {row['mb']:.0f} |")
     worst_import = max(statistics.median(cold[function]["ratios"]) for function in handlers)
 
-    own = [PairedRun(**run) for run in in_own_interpreter("bench.own_work", args.runs, args.pairs, args.warmup)]
+    own_work = in_own_interpreter("bench.own_work", args.runs, args.pairs, args.warmup)
+    own = [PairedRun(**run) for run in own_work["small"]]
     own_ratio = print_paired(f"Own work per request, b64 mode, no AWS ({args.runs} runs of {args.pairs} interleaved "
                              f"pairs after {args.warmup} warm-up)", own,
                              "API Gateway emulation + handler on the in-memory ledger and store")
+    large = [PairedRun(**run) for run in own_work["large"]]
+    answer_mb = own_work["large_answer_bytes"] / 1_000_000
+    print_paired(f"The same with a large answer ({answer_mb:.1f} MB of base64: a 1536x1024 PNG of random pixels), "
+                 "streamed", large, "API Gateway emulation (streaming) + handler on the in-memory ledger and store")
+    per_mb = [run.overhead_ms / answer_mb for run in large]
+    print(f"| **own work per answer-MB**, ms (added / MB) | {spread(per_mb, 2)} |")
+
+    progress("peak memory of the largest answer (n=4 at 3840x2160, random pixels)")
+    memory = in_own_interpreter("bench.memory")
+    print(f"\nPeak memory of the largest legal answer, streamed (n=4 at 3840x2160, PNGs of random pixels, "
+          f"{memory['answer_mb']:.0f} MB of base64):\n| figure | MiB |\n|---|---|")
+    print(f"| the function's process before the request (imported, warm) | {memory['peak_before_mib']:.0f} |")
+    print(f"| its peak during the request | {memory['peak_after_mib']:.0f} |")
+    print(f"| added by the answer, in answer sizes | "
+          f"{(memory['peak_after_mib'] - memory['peak_before_mib']) * 1.048576 / memory['answer_mb']:.2f} |")
 
     progress("AWS calls per request (moto in process)")
     calls = in_own_interpreter("bench.aws_calls")
@@ -91,9 +111,12 @@ def main() -> None:
                              "through the local stack (DynamoDB on moto)")
 
     verdict = {True: "met", False: "MISSED"}
+    per_mb_median = statistics.median(per_mb)
     print(f"\nGoals, judged on ratios: handler import <= {IMPORT_GOAL}x boto3: {verdict[worst_import <= IMPORT_GOAL]} "
           f"(worst median {worst_import:.2f}x); own work <= {OWN_WORK_GOAL_DIRECT_CALLS:g} direct calls: "
-          f"{verdict[own_ratio <= OWN_WORK_GOAL_DIRECT_CALLS]} ({own_ratio:.1f}); end to end <= "
+          f"{verdict[own_ratio <= OWN_WORK_GOAL_DIRECT_CALLS]} ({own_ratio:.1f}); own work per answer-MB <= "
+          f"{OWN_WORK_PER_MB_GOAL_MS:g} ms: {verdict[per_mb_median <= OWN_WORK_PER_MB_GOAL_MS]} ({per_mb_median:.2f}); "
+          "end to end <= "
           f"{END_TO_END_GOAL_DIRECT_CALLS:g} direct calls: {verdict[e2e_ratio <= END_TO_END_GOAL_DIRECT_CALLS]} "
           f"({e2e_ratio:.1f})")
 

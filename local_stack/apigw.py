@@ -369,8 +369,9 @@ class LocalResponseStream:
     def write(self, data: bytes | memoryview | str) -> None:
         if not self.started or self.done:
             raise RuntimeError("response_stream.write() before start() or after the end")
-        data = data.encode() if isinstance(data, str) else bytes(data)
-        if data:
+        # Kept as given (a memoryview of an immutable body is not copied): it goes to the socket as is.
+        data = data.encode() if isinstance(data, str) else data
+        if len(data):
             self._put(("data", data))
 
     def close(self) -> None:
@@ -840,7 +841,9 @@ class _Handler(BaseHTTPRequestHandler):
         note = "streamed"
         try:
             for data in response.chunks or ():
-                self.wfile.write(b"%x\r\n%b\r\n" % (len(data), data))
+                self.wfile.write(b"%x\r\n" % len(data))
+                self.wfile.write(data)  # not joined with its framing: a large piece is not copied
+                self.wfile.write(b"\r\n")
                 self.wfile.flush()
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
