@@ -1,5 +1,8 @@
 """The models the gateway serves and their prices, as data (common/billing/catalog.json).
 
+The models are built on first use (`defer_build`): a function whose routes never read the catalog
+(usage, billing, the sweeper) does not pay for building them on its cold start.
+
 A deployment can replace the whole catalog with the `MODEL_CATALOG_JSON` setting (same shape),
 so adding a model or changing a price is configuration, not code.
 """
@@ -18,7 +21,7 @@ Quality = Literal["low", "medium", "high"]
 class Rates(BaseModel):
     """USD per 1M tokens, by usage kind."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
     text_input: Decimal
     cached_text_input: Decimal
     image_input: Decimal
@@ -26,13 +29,13 @@ class Rates(BaseModel):
 
 
 class OutputTokens(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
     square: int
     non_square: int
 
 
 class ModelSpec(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
     id: str = ""
     created: int
     rates: Rates
@@ -44,7 +47,7 @@ class ModelSpec(BaseModel):
 
 
 class Catalog(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
     models: dict[str, ModelSpec]
     # Worst-case reservations multiply the expected output tokens by this, so that a
     # reservation covers what the upstream may really bill.
