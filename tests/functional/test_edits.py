@@ -202,3 +202,17 @@ def test_a_file_past_the_per_file_limit_is_413_pointing_to_json_references(gatew
 def test_an_unsupported_content_type_is_415(gateway):
     reply = gateway.edit("prompt=hello", gateway.token(), content_type="application/x-www-form-urlencoded")
     assert reply.status == 415
+
+
+def test_a_file_sent_as_a_text_field_is_a_400_naming_it_not_a_500(gateway):
+    # curl -F 'image=<base.png' sends the file's bytes as a text field, which are not UTF-8
+    token = gateway.token("1")
+    body, content_type = multipart([], {"prompt": PROMPT})
+    boundary = content_type.split("boundary=")[1].encode()
+    png_as_text = (b"--" + boundary + b'\r\nContent-Disposition: form-data; name="image"\r\n\r\n' + image_bytes()
+                   + b"\r\n")
+    reply = gateway.edit(png_as_text + body, token, content_type=content_type)
+
+    assert (reply.status, reply.error["param"], reply.error["code"]) == (400, "image", "invalid_multipart")
+    assert "-F 'image=@" in reply.error["message"]
+    assert gateway.emulator.requests == [] and gateway.balance(token) == Decimal("1")

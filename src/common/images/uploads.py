@@ -73,7 +73,7 @@ def parse_multipart(body: bytes, content_type: str) -> MultipartEdit:
                                  memory_limit=len(body) + 1024, memfile_limit=len(body) + 1024)
         for part in parser:
             if part.filename is None:
-                fields[part.name] = part.value
+                fields[part.name] = _text_field(part.name, part.raw)
                 continue
             data = part.raw
             if len(data) > MAX_FILE_BYTES:
@@ -95,6 +95,18 @@ def parse_multipart(body: bytes, content_type: str) -> MultipartEdit:
     if mask is not None and mask.content_type != "image/png" and sniff_image_type(mask.data) != "image/png":
         raise invalid_request("The mask must be a PNG image.", param="mask", code="invalid_image_format")
     return MultipartEdit(fields=fields, images=images, mask=mask)
+
+
+def _text_field(name: str, raw: bytes) -> str:
+    """A text field's value; bytes that are not UTF-8 are a mistaken upload, not a 500."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        hint = (" It looks like a file sent as a text field (curl's -F 'image=<file' sends the file's bytes as "
+                "text): send files with -F 'image=@file'.") if sniff_image_type(raw) or name in IMAGE_FIELDS + ("mask",) \
+            else ""
+        raise invalid_request(f"The multipart field '{name}' is not UTF-8 text.{hint}", param=name,
+                              code="invalid_multipart") from None
 
 
 def _checked_file(field: str, filename: str, declared: str | None, data: bytes) -> UploadedFile:
