@@ -464,12 +464,30 @@ def test_json_object_body_is_returned_as_a_dict():
 
 
 @pytest.mark.parametrize("body", [b"", b"not json", b"{\"prompt\": ", b"[]", b"[{\"prompt\": \"a\"}]",
-                                  b"\"prompt\"", b"null", b"42", b"\xff\xfe\x00{", b"prompt=a+cat"])
+                                  b"\"prompt\"", b"null", b"42", b"prompt=a+cat"])
 def test_body_that_is_not_a_json_object_is_refused_as_a_400_without_param(body):
     error = refused(parse_json_object, body)
 
     assert_invalid_request(error, param=None, code=None)
     assert "JSON" in error.message
+
+
+@pytest.mark.parametrize("body", [b'{"prompt": "a cat \xff"}', b"\xff\xfe\x00{", b'{"prompt": "\xe7\x8c"}'])
+def test_a_body_that_is_not_utf8_is_refused_rather_than_read_with_replacement_characters(body):
+    error = refused(parse_json_object, body)
+
+    assert_invalid_request(error, param=None, code="invalid_encoding")
+    assert "UTF-8" in error.message
+
+
+@pytest.mark.parametrize("depth", [33, 2_000, 20_000])
+def test_json_nested_deeper_than_32_levels_is_a_400_not_a_crash(depth):
+    for body in (b"[" * depth + b"]" * depth, b'{"a":' * depth + b"1" + b"}" * depth):
+        assert_invalid_request(refused(parse_json_object, body), param=None, code="invalid_json")
+
+
+def test_json_nested_32_levels_deep_is_still_accepted():
+    assert parse_json_object(b'{"a":' * 31 + b"1" + b"}" * 31)["a"]
 
 
 # --------------------------------------------------------------------------- error_from_pydantic

@@ -23,11 +23,38 @@ MAX_EDGE, EDGE_MULTIPLE, MAX_RATIO = 3840, 16, 3
 MIN_PIXELS, MAX_PIXELS = 655_360, 8_294_400
 
 
+MAX_JSON_DEPTH = 32
+TOO_DEEP = object()
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, (dict, list)):
+            if depth > limit:
+                return True
+            pending.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False
+
+
 def parse_json_object(body: bytes) -> dict[str, Any]:
+    """The request body as a JSON object, or a 400. Only UTF-8 is JSON here (RFC 8259): other bytes
+    would be read with replacement characters and sent on as something the customer never wrote."""
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        raise ApiError(400, f"The request body is not valid UTF-8 (byte {bad.start}); JSON must be sent as UTF-8.",
+                       code="invalid_encoding") from None
+    try:
+        data = json.loads(text)
+    except RecursionError:  # Python's parser recurses per nesting level
+        data = TOO_DEEP
+    except ValueError:
         data = None
+    if data is TOO_DEEP or _depth_exceeds(data, MAX_JSON_DEPTH):
+        # Nothing legitimate nests this deep, and forwarding it would fail when it is written out.
+        raise ApiError(400, f"The JSON body is nested more than {MAX_JSON_DEPTH} levels deep.", code="invalid_json")
     if not isinstance(data, dict):
         raise ApiError(
             400,
