@@ -361,3 +361,25 @@ def test_an_answer_too_large_for_lambda_is_refused_uncharged_and_points_to_url_m
     assert gateway.balance(token) == Decimal("10")
     [record] = gateway.records(token)
     assert (record.outcome, record.charged_usd) == ("response_too_large", 0)
+
+
+def test_log_keys_of_one_caller_do_not_leak_into_the_next_invocation(gateway, monkeypatch):
+    from common.observability import logger
+
+    def logged_lines() -> list[dict]:
+        lines = [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
+        stream.seek(0), stream.truncate()
+        return lines
+
+    stream = io.StringIO()
+    monkeypatch.setattr(logger.registered_handler, "stream", stream)  # the function's log, as CloudWatch gets it
+    # Given a warm container that has just served one customer (their token id is a log key)
+    first = gateway.token()
+    assert gateway.generate(QUICKSTART, first).status == 200
+    first_id = gateway.token_record(first).token_id
+    assert any(line.get("token_id") == first_id for line in logged_lines())
+    # When the next invocation is another caller's (here refused before any token is known)
+    assert gateway.generate({"prompt": ""}, gateway.token()).status == 400
+    lines = logged_lines()
+    # Then none of its log lines names the first caller
+    assert lines and all(first_id not in json.dumps(line) for line in lines)
