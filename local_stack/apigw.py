@@ -660,14 +660,14 @@ class ApiGateway:
             stream.abandoned.set()  # the client is done with it, whichever way: later writes are dropped
 
     def gateway_error(self, kind: str, default_status: int, request: IncomingRequest, ids: RequestIds,
-                      route: Route | None = None, note: str = "") -> HttpResponse:
+                      route: Route | None = None, note: str = "", message: str | None = None) -> HttpResponse:
         """API Gateway's own answer, from the template's GatewayResponses: the response type's
         own entry, else DEFAULT_4XX/DEFAULT_5XX, else API Gateway's {"message": ...}."""
         fallback = "DEFAULT_4XX" if default_status < 500 else "DEFAULT_5XX"
         spec = (self.api.gateway_responses.get(kind) or self.api.gateway_responses.get(fallback)
                 or GatewayResponse(None, {}, {"application/json": '{"message":$context.error.messageString}'}))
         status = (self.api.gateway_responses.get(kind) or GatewayResponse(None, {}, {})).status or default_status
-        message = MESSAGES.get(kind, MESSAGES["DEFAULT_5XX"])
+        message = message or MESSAGES.get(kind, MESSAGES["DEFAULT_5XX"])
         path = self.router.public_path(request.path)
         variables = {
             "context.requestId": ids.request_id,
@@ -817,6 +817,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_streamed(response, started)
             return
         gateway.log_access(self.command, urlsplit(self.path).path, response.status, started, response.note)
+        self._send_whole(response)
+
+    def _send_whole(self, response: HttpResponse) -> None:
         self.send_response_only(response.status)
         self.send_header("Date", formatdate(usegmt=True))
         for name, value in response.headers:
@@ -828,6 +831,29 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(response.body)
         self.wfile.flush()
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own refusals (a malformed request line, headers too large, an unknown
+        method) as API Gateway answers them, from the template's GatewayResponses: never its HTML
+        page. An unknown method is an unknown route to API Gateway."""
+        self.close_connection = True
+        gateway = self.server.gateway
+        request = IncomingRequest(
+            method=getattr(self, "command", None) or "GET", target=getattr(self, "path", None) or "/",
+            headers=list(self.headers.items()) if getattr(self, "headers", None) else [], body=b"",
+            source_ip=self.client_address[0], protocol=getattr(self, "request_version", None) or "HTTP/1.1")
+        if code == 501:
+            response = gateway.gateway_error("MISSING_AUTHENTICATION_TOKEN", 403, request, RequestIds.new())
+        else:
+            reason = self.responses.get(code, ("Bad Request",))[0]
+            response = gateway.gateway_error("DEFAULT_4XX" if code < 500 else "DEFAULT_5XX", code, request,
+                                             RequestIds.new(), note=f"refused by the HTTP layer: {reason}",
+                                             message=reason)
+        gateway.log_access(request.method, urlsplit(request.target).path, response.status, time.monotonic(),
+                           response.note)
+        self.command = self.command or "GET"  # _send_whole writes a body unless HEAD
+        self.request_version = "HTTP/1.1"  # never HTTP/0.9's headerless answer: API Gateway speaks 1.1
+        self._send_whole(response)
 
     def _send_streamed(self, response: HttpResponse, started: float) -> None:
         """Headers at once, then each piece as one HTTP/1.1 chunk, flushed as it comes."""
@@ -885,6 +911,8 @@ class _Handler(BaseHTTPRequestHandler):
                 body += chunk
         return bytes(body), total > REQUEST_BODY_LIMIT
 
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
+    # Every method API Gateway accepts on the wire goes to the router (an unknown route or method
+    # there is MISSING_AUTHENTICATION_TOKEN, as in AWS); a name it does not know is send_error(501).
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_TRACE = do_CONNECT = _serve
 
 

@@ -544,3 +544,32 @@ def test_a_client_that_goes_away_does_not_stop_the_handler(streaming, http):
         next(response.iter_content(chunk_size=1024))
     # The client closed the connection after 1 KB; the handler's later writes are dropped, not blocked
     assert wrote_all.wait(10)
+
+
+# --- malformed requests: API Gateway's shape, never http.server's HTML ------------------------------
+
+def raw_exchange(gateway, data: bytes) -> tuple[int, dict[str, str], bytes]:
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as conn:
+        conn.sendall(data)
+        received = b""
+        while chunk := conn.recv(65536):
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
+
+
+@pytest.mark.parametrize("data, status", [
+    (b"TRACE /v1/echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 404),  # an unknown route (the template's 404)
+    (b"BREW /v1/echo HTTP/1.1\r\nHost: x\r\n\r\n", 404),
+    (b"GET /v1/echo HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n", 431),
+    (b"POST /v1/echo HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400),
+    (b"NOT A REQUEST LINE AT ALL\r\n\r\n", 400),
+], ids=["TRACE", "unknown method", "huge header", "negative length", "garbage"])
+def test_a_malformed_request_gets_a_json_gateway_response_not_an_html_page(gateway, data, status):
+    code, headers, body = raw_exchange(gateway, data)
+
+    assert code == status
+    assert headers["content-type"] == "application/json" and not body.lstrip().startswith(b"<")
+    json.loads(body)  # the template's GatewayResponses render JSON
