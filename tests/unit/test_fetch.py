@@ -562,3 +562,25 @@ def test_no_cookies_are_kept_and_no_proxy_is_taken_from_the_environment(
     fetcher.fetch(server.url("/x.png"), param=PARAM)
     fetcher.fetch(server.url("/x.png"), param=PARAM)
     assert "Cookie" not in server.requests[1]["headers"]
+
+
+# -- hosts that close the connection after the body --------------------------------------------
+
+
+def _closing(protocol: str) -> Route:
+    def route(h: BaseHTTPRequestHandler) -> None:
+        h.protocol_version = protocol  # HTTP/1.0, or 1.1 with Connection: close: the body ends the connection
+        h.close_connection = True
+        reply(h, headers=(("Connection", "close"),))
+    return route
+
+
+@pytest.mark.parametrize("protocol", ["HTTP/1.0", "HTTP/1.1"])
+def test_an_image_from_a_host_that_closes_the_connection_after_the_body_is_fetched(
+        server: TestServer, fetcher_for, protocol: str) -> None:
+    server.routes["/closing.png"] = _closing(protocol)
+    fetcher = fetcher_for()
+
+    for _ in range(2):  # and again: no dead connection is reused
+        fetched = fetcher.fetch(server.url("/closing.png"), param=PARAM, index=0, deadline=time.monotonic() + 5)
+        assert fetched.data == PNG and fetched.content_type == "image/png"

@@ -335,7 +335,9 @@ class ImageFetcher:
             remaining = budget.remaining()
             if remaining <= 0:
                 raise self._timed_out(target, budget, param)
-            if sock is not None:
+            # http.client closes a close-delimited (Connection: close, HTTP/1.0) connection as soon as
+            # it has read the body's last byte: a closed socket has no timeout to cut.
+            if sock is not None and sock.fileno() != -1:
                 sock.settimeout(remaining)
             try:
                 chunk = raw.read1(_CHUNK, decode_content=False)
