@@ -5,7 +5,6 @@ releases the reservation."""
 from __future__ import annotations
 
 import json
-import time
 from decimal import Decimal
 
 from common.images import flow
@@ -116,4 +115,3 @@ def test_a_reader_that_stops_mid_stream_gets_its_reservation_released(gateway):
     response.body.close()
     # Then nothing is held or charged
     assert gateway.balance(token) == Decimal("1") and gateway.token_record(token).holds == {}
-    time.sleep(0.1)
