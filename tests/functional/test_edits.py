@@ -110,6 +110,46 @@ def test_bad_json_edits_are_400_naming_the_param_with_no_upstream_call_and_no_ch
     assert gateway.balance(token) == Decimal("10")
 
 
+FAKE_PNG = b"\x89PNG\r\n\x1a\n" + os.urandom(64)  # a signature, then noise
+
+
+@pytest.mark.parametrize("url", [
+    "https://127.0.0.1/a.png", "https://[::1]/a.png", "https://169.254.169.254/latest/meta-data/",
+    "https://10.0.0.7/a.png", "https://192.168.1.1/a.png", "https://localhost/a.png", "https://x.localhost/a.png",
+    "https://2130706433/a.png", "https://user:secret@example.com/a.png", "https://example.com/a.png\r\nX-Evil: 1",
+    "https://example.com/a b.png", "data:image/png;base64,not base64!", data_url(b"GIF89a" + bytes(20), "image/png"),
+    data_url(FAKE_PNG), data_url(image_bytes(), "text/plain"), "data:image/png,rawbytes",
+])
+@pytest.mark.parametrize("where", ["images", "mask"])
+def test_json_image_urls_are_checked_by_the_fetchers_rules_before_anything_is_spent(gateway, url, where):
+    # Given an internal, malformed or undecodable image URL in the first image or the mask
+    token = gateway.token()
+    good = {"image_url": data_url(image_bytes())}
+    body = {"prompt": PROMPT, "images": [{"image_url": url}, good]} if where == "images" else \
+        {"prompt": PROMPT, "images": [good], "mask": {"image_url": url}}
+    # When the edit is sent
+    reply = gateway.edit(body, token)
+    # Then it is a 400 naming the exact field, the upstream never hears of it, and it is free
+    assert reply.status == 400, reply.error
+    assert reply.error["param"] == ("images[0].image_url" if where == "images" else "mask.image_url")
+    assert gateway.emulator.requests == [] and gateway.balance(token) == Decimal("10")
+
+
+def test_a_json_mask_of_other_dimensions_than_the_first_image_is_a_400(gateway):
+    token = gateway.token()
+    body = {"prompt": PROMPT, "images": [{"image_url": data_url(image_bytes(size=(64, 64)))}],
+            "mask": {"image_url": data_url(image_bytes(size=(32, 64)))}}
+    reply = gateway.edit(body, token)
+    assert (reply.status, reply.error["param"]) == (400, "mask.image_url")
+    assert "32x64" in reply.error["message"] and "64x64" in reply.error["message"]
+    assert gateway.emulator.requests == []
+
+
+def test_a_public_https_image_url_is_forwarded_without_being_fetched(gateway):
+    reply = gateway.edit({"prompt": PROMPT, "images": [{"image_url": "https://93.184.216.34/a.png"}]}, gateway.token())
+    assert reply.status == 200
+
+
 # --- multipart form ----------------------------------------------------------------------------
 
 def test_the_seed_curl_multipart_example_forwards_image_and_mask_byte_for_byte(gateway):
@@ -173,6 +213,11 @@ def test_multipart_edit_in_url_mode_returns_stored_image_urls(gateway):
     ([("image", ("a.png", image_bytes(), "image/png")), ("mask", ("mask.png", image_bytes("JPEG"), "image/png"))],
      {"prompt": PROMPT}, "mask", "invalid_image_format"),
     ([("image", ("a.png", image_bytes(), "image/png"))], {"prompt": PROMPT, "n": "eleven"}, "n", "invalid_type"),
+    ([("image", ("fake.png", FAKE_PNG, "image/png"))], {"prompt": PROMPT}, "image", "invalid_image_format"),
+    ([("image", ("a.png", image_bytes(size=(64, 64)), "image/png")),
+      ("mask", ("mask.png", image_bytes(size=(64, 32)), "image/png"))], {"prompt": PROMPT}, "mask", "invalid_image"),
+    ([("image", ("a.png", image_bytes(), "image/png"))], {"prompt": PROMPT, "style": "natural"}, "style",
+     "unsupported_parameter"),
     ([("image", ("a.png", image_bytes(), "image/png"))], {}, "prompt", "missing_required_parameter"),
 ])
 def test_bad_multipart_edits_are_refused_with_no_upstream_call_and_no_charge(gateway, files, fields, param, code):
@@ -199,9 +244,10 @@ def test_a_file_past_the_per_file_limit_is_413_pointing_to_json_references(gatew
     assert gateway.emulator.requests == []
 
 
-def test_an_unsupported_content_type_is_415(gateway):
-    reply = gateway.edit("prompt=hello", gateway.token(), content_type="application/x-www-form-urlencoded")
-    assert reply.status == 415
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "text/plain"])
+def test_an_unsupported_content_type_is_415(gateway, content_type):
+    reply = gateway.edit("prompt=hello", gateway.token(), content_type=content_type)
+    assert (reply.status, reply.error["code"]) == (415, "unsupported_media_type")
 
 
 def test_a_file_sent_as_a_text_field_is_a_400_naming_it_not_a_500(gateway):

@@ -163,6 +163,12 @@ def test_url_mode_without_storage_is_refused_before_the_upstream_is_called(gatew
     ({**QUICKSTART, "stream": "yes"}, "stream"),
     ({**QUICKSTART, "partial_images": 4}, "partial_images"),
     ({**QUICKSTART, "model": "dall-e-9"}, "model"),
+    # Decided as OpenAI's spec and SDK types have them: `user` is a string (not nullable), `model`
+    # names a model, and `style` (vivid/natural) exists for dall-e-3 only, which is not sold here.
+    ({**QUICKSTART, "model": ""}, "model"),
+    ({**QUICKSTART, "user": None}, "user"),
+    ({**QUICKSTART, "style": "vivid"}, "style"),
+    ({**QUICKSTART, "style": "cinematic"}, "style"),
 ])
 def test_bad_input_is_a_400_naming_the_param_with_no_upstream_call_and_no_charge(gateway, body, param):
     token = gateway.token()
@@ -174,6 +180,42 @@ def test_bad_input_is_a_400_naming_the_param_with_no_upstream_call_and_no_charge
     assert gateway.emulator.requests == []
     assert gateway.balance(token) == Decimal("10")
     assert gateway.records(token) == []
+
+
+def test_nullable_fields_sent_as_null_are_accepted_as_openai_accepts_them(gateway):
+    # The SDKs' types mark these Optional: null means "not given".
+    body = {**QUICKSTART, **dict.fromkeys(("n", "quality", "background", "output_format", "moderation",
+                                           "response_format", "stream", "partial_images", "style", "model"))}
+    reply = gateway.generate(body, gateway.token())
+    assert reply.status == 200
+
+
+@pytest.mark.parametrize("headers, code", [
+    ({"Content-Type": "text/plain"}, "unsupported_media_type"),
+    ({"Content-Type": "application/x-www-form-urlencoded"}, "unsupported_media_type"),
+    ({"Content-Encoding": "gzip"}, "unsupported_content_encoding"),
+])
+def test_a_body_not_declared_as_plain_json_is_415_and_never_parsed(gateway, headers, code):
+    token = gateway.token()
+    reply = gateway.generate(QUICKSTART, token, headers=headers)
+    assert (reply.status, reply.error["code"]) == (415, code)
+    assert gateway.emulator.requests == [] and gateway.balance(token) == Decimal("10")
+
+
+@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "application/merge-patch+json"])
+def test_json_declared_with_parameters_or_a_json_suffix_is_read(gateway, content_type):
+    assert gateway.generate(QUICKSTART, gateway.token(), headers={"Content-Type": content_type}).status == 200
+
+
+@pytest.mark.parametrize("raw", [
+    '{"prompt": "a cat", "\\ud800": 1}',  # an unknown key that is a lone surrogate
+    '{"prompt": "a cat \\udfff"}',
+])
+def test_json_with_a_lone_surrogate_escape_is_a_400_before_the_upstream(gateway, raw):
+    token = gateway.token()
+    reply = gateway.generate(raw, token)
+    assert (reply.status, reply.error["code"]) == (400, "invalid_json")
+    assert gateway.emulator.requests == [] and gateway.balance(token) == Decimal("10")
 
 
 def test_a_body_that_is_not_json_is_a_400(gateway):

@@ -9,8 +9,6 @@ host at most, never the URL's query string (it may carry a signature).
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import http.cookiejar
 import ipaddress
 import re
@@ -19,7 +17,7 @@ import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import urljoin
 
 import certifi
 import requests
@@ -28,20 +26,27 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import ReadTimeoutError
 
 from common.errors import ApiError
-from common.images.imagetypes import sniff_image_type
+from common.images.inputs import (
+    DATA_URL_TYPES,
+    MAX_INPUT_BYTES,
+    IPAddress,
+    Target,
+    address_problem,
+    checked_image,
+    decode_data_url,
+    format_size,
+    is_allowed,
+    networks,
+    parse_https_url,
+    refuse_internal,
+    refusal,
+)
 
 _EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp"}
-_HEADER_TYPES = {"image/png", "image/jpeg", "image/jpg", "image/webp"}  # accepted Content-Types
 _REDIRECT_STATUSES = {301, 302, 303, 307, 308}
 _CHUNK = 64 * 1024
 _USER_AGENT = "image-gateway-fetch/1.0"
-_SHARED_SPACE = ipaddress.ip_network("100.64.0.0/10")  # carrier-grade NAT (RFC 6598)
-_THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # well-known NAT64 prefix embeds an IPv4 address
-_HOST_RE = re.compile(r"^[a-z0-9_.-]+$")  # after IDNA: nothing that could break a Host header
 _SAFE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 @dataclass(frozen=True)
@@ -55,43 +60,6 @@ def _system_resolver(host: str, port: int) -> list[str]:
     return [info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
 
 
-def _address_problem(ip: IPAddress) -> str | None:
-    """Why `ip` must not be contacted, or None. Embedded IPv4 addresses are judged first, so
-    `::ffff:127.0.0.1` is refused as loopback rather than as an odd IPv6 address."""
-    candidates: list[IPAddress] = []
-    if isinstance(ip, ipaddress.IPv6Address):
-        candidates += [a for a in (ip.ipv4_mapped, ip.sixtofour) if a is not None]
-        if ip.teredo:
-            candidates += list(ip.teredo)
-        if ip in _NAT64:
-            candidates.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
-    for candidate in [*candidates, ip]:
-        if candidate.is_loopback:
-            return "a loopback address"
-        if candidate.is_link_local:
-            return "a link-local address"
-        if candidate.is_multicast:  # checked explicitly: some multicast ranges count as "global"
-            return "a multicast address"
-        if candidate.is_unspecified or candidate in _THIS_NETWORK:
-            return "an unspecified address"
-        if candidate in _SHARED_SPACE:
-            return "a shared (carrier-grade NAT) address"
-        if candidate.is_reserved:  # before is_private: 240/4 is both, "reserved" is the truth
-            return "a reserved address"
-        if candidate.is_private:
-            return "a private address"
-        if not candidate.is_global:
-            return "an address that is not publicly routable"
-    return None
-
-
-def _format_size(n: int) -> str:
-    for unit, size in (("MB", 1024 * 1024), ("KB", 1024)):
-        if n >= size and n % size == 0:
-            return f"{n // size} {unit}"
-    return f"{n} bytes"
-
-
 @dataclass(frozen=True)
 class _Budget:
     """The time left for one fetch, all hops included."""
@@ -101,19 +69,6 @@ class _Budget:
 
     def remaining(self) -> float:
         return self.end - time.monotonic()
-
-
-@dataclass(frozen=True)
-class _Target:
-    host: str  # IDNA-encoded lower-case name or IP literal (no brackets)
-    port: int
-    path: str  # path and query, as sent on the request line
-    name: str  # the URL path's last segment, for a filename
-
-    @property
-    def host_header(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return host if self.port == 443 else f"{host}:{self.port}"
 
 
 def _tls_name(host_header: str) -> str:
@@ -170,7 +125,7 @@ class ImageFetcher:
     def __init__(
         self,
         *,
-        max_bytes: int = 20 * 1024 * 1024,
+        max_bytes: int = MAX_INPUT_BYTES,
         timeout_seconds: float = 10.0,
         max_redirects: int = 3,
         allowed_networks: Sequence[str] = (),
@@ -180,7 +135,7 @@ class ImageFetcher:
         self.max_bytes = max_bytes
         self.timeout_seconds = timeout_seconds
         self.max_redirects = max_redirects
-        self._allowed = [ipaddress.ip_network(cidr, strict=False) for cidr in allowed_networks]
+        self._allowed = networks(allowed_networks)
         self._resolve = resolver or _system_resolver
         context = ssl_context or ssl.create_default_context(cafile=certifi.where())
         if context.verify_mode != ssl.CERT_REQUIRED or not context.check_hostname:
@@ -199,13 +154,14 @@ class ImageFetcher:
 
     def fetch(self, url: str, *, param: str, index: int = 0, deadline: float | None = None) -> FetchedImage:
         if url[:5].lower() == "data:":
-            return self._decode_data_url(url, param, index)
+            return self._image(decode_data_url(url, param, self.max_bytes)[0], "", param, index)
         now = time.monotonic()
         end = now + self.timeout_seconds if deadline is None else min(now + self.timeout_seconds, deadline)
         budget = _Budget(end=end, seconds=max(end - now, 0.0))
         what = f"The image URL in {param}"
         for _hop in range(self.max_redirects + 1):
-            target = self._parse_https_url(url, what, param)
+            target = parse_https_url(url, what, param)
+            refuse_internal(target, what, param, self._allowed)  # before DNS: literals and local names
             ip = self._vet(target, what, param)
             response = self._send(target, ip, budget, param)
             try:
@@ -222,37 +178,9 @@ class ImageFetcher:
 
     @staticmethod
     def _refuse(message: str, param: str, code: str = "invalid_image_url") -> ApiError:
-        return ApiError(400, message, param=param, code=code)
+        return refusal(message, param, code)
 
-    def _parse_https_url(self, url: str, what: str, param: str) -> _Target:
-        if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
-            raise self._refuse(f"{what} contains whitespace or control characters.", param)
-        try:
-            parts = urlsplit(url)
-            port = 443 if parts.port is None else parts.port  # ValueError: not a number, > 65535
-        except ValueError:
-            raise self._refuse(f"{what} is not a valid URL.", param) from None
-        if port == 0:
-            raise self._refuse(f"{what} is not a valid URL.", param)
-        if parts.scheme.lower() != "https":
-            raise self._refuse(f"{what} is not allowed: only https URLs (or base64 data:image URLs) are allowed.",
-                               param)
-        if "@" in parts.netloc:
-            raise self._refuse(f"{what} must not contain a user name or password.", param)
-        host = parts.hostname or ""
-        try:
-            host = str(ipaddress.ip_address(host))
-        except ValueError:
-            try:
-                host = host.encode("idna").decode("ascii").lower()
-            except UnicodeError:
-                host = ""
-            if not _HOST_RE.match(host):
-                raise self._refuse(f"{what} does not have a valid host name.", param) from None
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        return _Target(host=host, port=port, path=path, name=unquote(parts.path.rsplit("/", 1)[-1]))
-
-    def _vet(self, target: _Target, what: str, param: str) -> IPAddress:
+    def _vet(self, target: Target, what: str, param: str) -> IPAddress:
         """Resolve once, refuse if any answer is off limits, and return the address to connect to."""
         try:
             answers = [ipaddress.ip_address(a.split("%", 1)[0]) for a in self._resolve(target.host, target.port)]
@@ -261,7 +189,7 @@ class ImageFetcher:
         if not answers:
             raise self._refuse(f"{what} has a host ({target.host}) that could not be resolved.", param)
         for ip in answers:
-            problem = None if self._is_allowed(ip) else _address_problem(ip)
+            problem = None if is_allowed(ip, self._allowed) else address_problem(ip)
             if problem:
                 # Any bad answer refuses the host: the address used must not depend on DNS luck.
                 raise self._refuse(
@@ -272,20 +200,16 @@ class ImageFetcher:
         # IPv4 first: Lambda functions outside dual-stack VPCs have no IPv6 egress.
         return sorted(answers, key=lambda ip: ip.version)[0]
 
-    def _is_allowed(self, ip: IPAddress) -> bool:
-        mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
-        return any(ip in net or (mapped is not None and mapped in net) for net in self._allowed)
-
     # -- network ---------------------------------------------------------------------------------
 
-    def _timed_out(self, target: _Target, budget: _Budget, param: str) -> ApiError:
+    def _timed_out(self, target: Target, budget: _Budget, param: str) -> ApiError:
         return self._refuse(
             f"The image at {target.host} could not be downloaded within {round(budget.seconds, 1):g} seconds.",
             param,
             "image_fetch_failed",
         )
 
-    def _send(self, target: _Target, ip: IPAddress, budget: _Budget, param: str) -> requests.Response:
+    def _send(self, target: Target, ip: IPAddress, budget: _Budget, param: str) -> requests.Response:
         remaining = budget.remaining()
         if remaining <= 0:
             raise self._timed_out(target, budget, param)
@@ -307,13 +231,13 @@ class ImageFetcher:
         raise self._refuse(message, param, "image_fetch_failed")
 
     def _read_image(
-        self, response: requests.Response, target: _Target, budget: _Budget, param: str, index: int
+        self, response: requests.Response, target: Target, budget: _Budget, param: str, index: int
     ) -> FetchedImage:
         failed = "image_fetch_failed"
         if response.status_code != 200:
             raise self._refuse(f"The image host {target.host} answered HTTP {response.status_code}.", param, failed)
         declared = response.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
-        if declared not in _HEADER_TYPES:
+        if declared not in DATA_URL_TYPES:
             shown = re.sub(r"[^\w/.+-]", "", declared)[:60] or "no content type"
             raise self._refuse(
                 f"The image URL in {param} returned {shown}, not a PNG, JPEG or WebP image.", param, "invalid_image"
@@ -321,7 +245,7 @@ class ImageFetcher:
         if response.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
             raise self._refuse(f"The image host {target.host} sent an encoded (compressed) body.", param, failed)
         too_large = self._refuse(
-            f"The image at {target.host} is larger than {_format_size(self.max_bytes)}.", param, failed
+            f"The image at {target.host} is larger than {format_size(self.max_bytes)}.", param, failed
         )
         length = response.headers.get("Content-Length", "")
         if length.isdigit() and int(length) > self.max_bytes:
@@ -356,32 +280,8 @@ class ImageFetcher:
     # -- bytes -----------------------------------------------------------------------------------
 
     def _image(self, data: bytes, name: str, param: str, index: int) -> FetchedImage:
-        content_type = sniff_image_type(data)
-        if content_type is None:
-            raise self._refuse(f"The image in {param} is not a PNG, JPEG or WebP image.", param, "invalid_image")
+        info = checked_image(data, f"The image in {param}", param)
         stem = name.rsplit(".", 1)[0] if "." in name else name
         if not _SAFE_NAME_RE.match(name) or not stem:
             stem = f"image-{index}"
-        return FetchedImage(data=data, content_type=content_type, filename=stem + _EXTENSIONS[content_type])
-
-    def _decode_data_url(self, url: str, param: str, index: int) -> FetchedImage:
-        header, comma, payload = url[5:].partition(",")
-        fields = [f.strip().lower() for f in header.split(";")]
-        if not comma or fields[0] not in _HEADER_TYPES:
-            raise self._refuse(
-                f"The data URL in {param} must be data:image/png, image/jpeg or image/webp;base64,...", param
-            )
-        if fields[-1] != "base64":
-            raise self._refuse(f"The data URL in {param} must be base64-encoded (;base64,).", param)
-        too_large = self._refuse(
-            f"The image in {param} is larger than {_format_size(self.max_bytes)}.", param, "invalid_image"
-        )
-        if len(payload) > 4 * (self.max_bytes // 3 + 1):
-            raise too_large  # refused before decoding
-        try:
-            data = base64.b64decode(payload, validate=True)
-        except (binascii.Error, ValueError):
-            raise self._refuse(f"The data URL in {param} is not valid base64.", param) from None
-        if len(data) > self.max_bytes:
-            raise too_large
-        return self._image(data, "", param, index)
+        return FetchedImage(data=data, content_type=info.content_type, filename=stem + _EXTENSIONS[info.content_type])

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 from common.images.flow import run
 from common.images.plan import plan_request
 from common.images.schemas import GenerationRequest
-from common.images.validation import parse_json_object, parse_model
+from common.images.validation import json_body, parse_model
 from common.web.apigw import Request, Response
 
 if TYPE_CHECKING:
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 def generate_images(request: Request, deps: ImageDeps) -> Response:
     token = deps.tokens.authenticate(request.header("authorization"), cached=True)
-    body = parse_json_object(request.body)
+    body = json_body(request)
     plan = plan_request("generations", parse_model(GenerationRequest, body), body, token, catalog=deps.catalog,
                         price_multiplier=deps.settings.price_multiplier, default_model=deps.settings.default_model)
     return run(plan, request, deps)

@@ -67,6 +67,9 @@ def plan_request(endpoint: str, options: ImageOptions, fields: Mapping[str, Any]
         spec, catalog, prompt=options.prompt, n=options.n or 1, size=options.size, quality=options.quality,
         partial_images=(options.partial_images or 0) if options.stream else 0, multiplier=multiplier,
         input_image_tokens=input_images * catalog.input_image_tokens_per_image)
+    # A known field sent as null means "not given" (OpenAI's nullable fields): left out, as the SDKs do,
+    # so an upstream that knows fewer fields than the spec does not trip over it.
+    sent = {k: v for k, v in fields.items() if not (v is None and k in type(options).model_fields)}
     return Plan(endpoint=endpoint, token=token, spec=spec, options=options, multiplier=multiplier,
-                reservation=reservation, call=ImageCall(endpoint, {**fields, "model": spec.id}, files),
+                reservation=reservation, call=ImageCall(endpoint, {**sent, "model": spec.id}, files),
                 references=references, input_images=input_images)

@@ -18,7 +18,7 @@ class ImageOptions(BaseModel):
 
     model_config = ConfigDict(extra="allow", defer_build=True)
 
-    model: StrictStr | None = None
+    model: Annotated[StrictStr, Field(min_length=1)] | None = None
     prompt: Prompt
     n: Annotated[StrictInt, Field(ge=1, le=10)] | None = None
     size: StrictStr | None = None
@@ -27,7 +27,10 @@ class ImageOptions(BaseModel):
     output_format: Literal["png", "jpeg", "webp"] | None = None
     output_compression: Annotated[StrictInt, Field(ge=0, le=100)] | None = None
     moderation: Literal["low", "auto"] | None = None
-    user: StrictStr | None = None
+    # Not nullable in OpenAI's spec (the SDKs type it `str`): absent is fine, null is refused.
+    user: StrictStr = Field(default=None, json_schema_extra=lambda schema: schema.pop("default", None))  # type: ignore[assignment]
+    # dall-e-3 only; known here so that a typo is named, refused for the token-billed models sold here.
+    style: Literal["vivid", "natural"] | None = None
     response_format: Literal["url", "b64_json"] | None = None
     stream: StrictBool | None = None
     partial_images: Annotated[StrictInt, Field(ge=0, le=3)] | None = None

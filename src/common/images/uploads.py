@@ -14,7 +14,8 @@ from typing import Any
 from multipart import MultipartError, MultipartParser, parse_options_header
 
 from common.errors import ApiError, invalid_request
-from common.images.imagetypes import sniff_image_type
+from common.images.imagetypes import ImageInfo, sniff_image_type
+from common.images.inputs import check_mask, checked_image
 from common.upstream.openai_images import UploadedFile
 
 MAX_IMAGES = 16
@@ -68,6 +69,7 @@ def parse_multipart(body: bytes, content_type: str) -> MultipartEdit:
     fields: dict[str, str] = {}
     images: list[UploadedFile] = []
     mask: UploadedFile | None = None
+    sizes: dict[str, ImageInfo] = {}  # the first image's and the mask's, for the mask rule
     try:
         parser = MultipartParser(io.BytesIO(body), boundary, content_length=len(body), part_limit=64,
                                  memory_limit=len(body) + 1024, memfile_limit=len(body) + 1024)
@@ -78,13 +80,14 @@ def parse_multipart(body: bytes, content_type: str) -> MultipartEdit:
             data = part.raw
             if len(data) > MAX_FILE_BYTES:
                 raise too_large(f"The file '{part.filename}' is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB.")
-            upload = _checked_file(part.name, part.filename, part.headers.get("Content-Type"), data)
-            if part.name in IMAGE_FIELDS:
-                images.append(upload)
-            elif part.name == "mask":
-                mask = upload
-            else:
+            if part.name not in (*IMAGE_FIELDS, "mask"):
                 raise invalid_request(f"Unexpected file field '{part.name}'.", param=part.name, code="invalid_value")
+            upload, info = _checked_file(part.name, part.filename, part.headers.get("Content-Type"), data)
+            if part.name == "mask":
+                mask, sizes["mask"] = upload, info
+            else:
+                images.append(upload)
+                sizes.setdefault("image", info)
     except MultipartError as exc:
         raise invalid_request(f"The multipart body could not be parsed: {exc}.", code="invalid_multipart") from None
     if not images:
@@ -92,8 +95,7 @@ def parse_multipart(body: bytes, content_type: str) -> MultipartEdit:
     if len(images) > MAX_IMAGES:
         raise invalid_request(f"Too many images: at most {MAX_IMAGES} are allowed, got {len(images)}.",
                               param="image", code="too_many_images")
-    if mask is not None and mask.content_type != "image/png" and sniff_image_type(mask.data) != "image/png":
-        raise invalid_request("The mask must be a PNG image.", param="mask", code="invalid_image_format")
+    check_mask(sizes.get("image"), sizes.get("mask"), "mask")
     return MultipartEdit(fields=fields, images=images, mask=mask)
 
 
@@ -109,15 +111,9 @@ def _text_field(name: str, raw: bytes) -> str:
                               code="invalid_multipart") from None
 
 
-def _checked_file(field: str, filename: str, declared: str | None, data: bytes) -> UploadedFile:
+def _checked_file(field: str, filename: str, declared: str | None, data: bytes) -> tuple[UploadedFile, ImageInfo]:
     param = "mask" if field == "mask" else "image"
-    sniffed = sniff_image_type(data)
-    if sniffed is None:
-        raise invalid_request(
-            f"Invalid file '{filename}': its content is not a PNG, JPEG or WebP image "
-            "(the file's bytes were checked, not its name).", param=param, code="invalid_image_format")
-    if field == "mask" and sniffed != "image/png":
-        raise invalid_request("The mask must be a PNG image.", param="mask", code="invalid_image_format")
+    info = checked_image(data, f"The file '{filename}'", param, "invalid_image_format")
     # Raw bytes from an SDK arrive as application/octet-stream, which OpenAI refuses: name the real type.
-    content_type = declared if declared and declared != "application/octet-stream" else sniffed
-    return UploadedFile(field=field, filename=filename, content_type=content_type, data=data)
+    content_type = declared if declared and declared != "application/octet-stream" else info.content_type
+    return UploadedFile(field=field, filename=filename, content_type=content_type, data=data), info

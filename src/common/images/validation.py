@@ -6,7 +6,7 @@ pydantic checks each field; the rules that involve several fields or the model's
 from __future__ import annotations
 
 import json
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -14,6 +14,9 @@ from common.billing.catalog import Catalog, ModelSpec
 from common.errors import ApiError, invalid_request
 from common.billing.pricing import parse_size
 from common.images.schemas import ImageOptions
+
+if TYPE_CHECKING:
+    from common.web.apigw import Request
 
 FIXED_SIZES = ("1024x1024", "1536x1024", "1024x1536")
 T = TypeVar("T", bound=BaseModel)
@@ -25,17 +28,59 @@ MIN_PIXELS, MAX_PIXELS = 655_360, 8_294_400
 
 MAX_JSON_DEPTH = 32
 TOO_DEEP = object()
+JSON_TYPES = ("application/json",)  # and any application/*+json
 
 
-def _depth_exceeds(value: Any, limit: int) -> bool:
+def _has_lone_surrogate(text: str) -> bool:
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _problem_in(value: Any, limit: int) -> str | None:
+    """Nesting past `limit`, or a string (key or value) holding a lone surrogate escape such as
+    "\\ud800": Python's parser accepts both, and neither can be forwarded as JSON."""
     pending = [(value, 1)]
     while pending:
         item, depth = pending.pop()
-        if isinstance(item, (dict, list)):
+        if isinstance(item, str):
+            if _has_lone_surrogate(item):
+                return "lone_surrogate"
+        elif isinstance(item, (dict, list)):
             if depth > limit:
-                return True
-            pending.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
-    return False
+                return "too_deep"
+            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
+    return None
+
+
+def refuse_encoded_body(request: Request) -> None:
+    encoding = (request.header("content-encoding") or "identity").strip().lower()
+    if encoding != "identity":
+        # API Gateway passes compressed bodies through as they are; parsing them would be a guess.
+        raise ApiError(415, f"Content-Encoding '{_shown(encoding)}' is not supported: send the request body "
+                       "uncompressed.", code="unsupported_content_encoding")
+
+
+def json_body(request: Request) -> dict[str, Any]:
+    """The body of a JSON endpoint as an object, after its declared type and encoding are checked.
+    A missing Content-Type is read as JSON (OpenAI's own curl examples always send one)."""
+    refuse_encoded_body(request)
+    media_type = (request.header("content-type") or "").split(";", 1)[0].strip().lower()
+    if media_type and media_type not in JSON_TYPES and not (media_type.startswith("application/")
+                                                             and media_type.endswith("+json")):
+        raise ApiError(415, f"The request body must be JSON, sent with 'Content-Type: application/json' "
+                       f"(got '{_shown(media_type)}').", code="unsupported_media_type")
+    return parse_json_object(request.body)
+
+
+def _shown(value: str) -> str:
+    """A header value safe to echo in a message: printable, short."""
+    return "".join(ch for ch in value if ch.isprintable())[:60]
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
@@ -52,9 +97,13 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
         data = TOO_DEEP
     except ValueError:
         data = None
-    if data is TOO_DEEP or _depth_exceeds(data, MAX_JSON_DEPTH):
+    problem = "too_deep" if data is TOO_DEEP else _problem_in(data, MAX_JSON_DEPTH)
+    if problem == "too_deep":
         # Nothing legitimate nests this deep, and forwarding it would fail when it is written out.
         raise ApiError(400, f"The JSON body is nested more than {MAX_JSON_DEPTH} levels deep.", code="invalid_json")
+    if problem == "lone_surrogate":
+        raise ApiError(400, "The JSON body contains a \\u escape of a lone surrogate (such as \\ud800), "
+                       "which is not a Unicode character.", code="invalid_json")
     if not isinstance(data, dict):
         raise ApiError(
             400,
@@ -177,6 +226,9 @@ def check_options(options: ImageOptions, spec: ModelSpec) -> None:
     if options.output_compression is not None and output_format == "png":
         raise invalid_request(
             "output_compression is only supported with output_format 'jpeg' or 'webp'.", param="output_compression")
+    if options.style is not None:
+        raise invalid_request(f"style is only supported for dall-e-3; {spec.id} does not take it.", param="style",
+                              code="unsupported_parameter")
     if options.stream and options.response_format == "url":
         # Streamed events carry the images themselves; refused before anything is spent.
         raise invalid_request(
