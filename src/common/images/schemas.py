@@ -18,10 +18,13 @@ class ImageOptions(BaseModel):
 
     model_config = ConfigDict(extra="allow", defer_build=True)
 
-    model: Annotated[StrictStr, Field(min_length=1)] | None = None
+    model: Annotated[StrictStr, Field(min_length=1)] | None = Field(
+        None, description="A model of GET /v1/models; the deployment's default (gpt-image-2) when absent.")
     prompt: Prompt
-    n: Annotated[StrictInt, Field(ge=1, le=10)] | None = None
-    size: StrictStr | None = None
+    n: Annotated[StrictInt, Field(ge=1, le=10)] | None = Field(None, description="Images to make (1-10).")
+    size: StrictStr | None = Field(None, description=(
+        "auto, 1024x1024, 1536x1024 or 1024x1536; gpt-image-2 also WIDTHxHEIGHT with both sides multiples of 16, "
+        "at most 3840, long side at most 3x the short, 655,360 to 8,294,400 pixels."))
     quality: Literal["low", "medium", "high", "auto"] | None = None
     background: Literal["transparent", "opaque", "auto"] | None = None
     output_format: Literal["png", "jpeg", "webp"] | None = None
@@ -31,8 +34,9 @@ class ImageOptions(BaseModel):
     user: StrictStr = Field(default=None, json_schema_extra=lambda schema: schema.pop("default", None))  # type: ignore[assignment]
     # dall-e-3 only; known here so that a typo is named, refused for the token-billed models sold here.
     style: Literal["vivid", "natural"] | None = None
-    response_format: Literal["url", "b64_json"] | None = None
-    stream: StrictBool | None = None
+    response_format: Literal["url", "b64_json"] | None = Field(None, description=(
+        "b64_json (default) or url: a presigned URL of the image stored by the gateway."))
+    stream: StrictBool | None = Field(None, description="Answer as server-sent events (not with response_format=url).")
     partial_images: Annotated[StrictInt, Field(ge=0, le=3)] | None = None
 
 

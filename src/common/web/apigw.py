@@ -38,6 +38,8 @@ class Request:
     max_response_bytes: int | None = None
     # Answered through a streaming integration (API Gateway response streaming), not buffered.
     streamed: bool = False
+    # What precedes `path` in the URL the client used: "/prod" on an execute-api host.
+    base_path: str = ""
 
     @classmethod
     def from_event(cls, event: dict[str, Any], context: Any = None, *,
@@ -47,10 +49,11 @@ class Request:
         headers = {k.lower(): v for k, v in (event.get("headers") or {}).items() if v is not None}
         request_context = event.get("requestContext") or {}
         remaining = getattr(context, "get_remaining_time_in_millis", None)
+        path, full_path = event.get("path", ""), request_context.get("path") or ""
         return cls(
             request_id=request_context.get("requestId") or getattr(context, "aws_request_id", "") or "local",
             method=event.get("httpMethod", ""),
-            path=event.get("path", ""),
+            path=path,
             headers=headers,
             body=body,
             query=dict(event.get("queryStringParameters") or {}),
@@ -58,10 +61,17 @@ class Request:
             remaining_ms=remaining or (lambda: 30_000),
             max_response_bytes=max_response_bytes,
             streamed=streamed,
+            base_path=full_path.removesuffix(path) if path and full_path.endswith(path) else "",
         )
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
+
+    @property
+    def base_url(self) -> str:
+        """The URL this API was called at, as the client saw it (the stage included)."""
+        scheme = (self.header("x-forwarded-proto") or "https").split(",")[0].strip()
+        return f"{scheme}://{self.header('host') or 'localhost'}{self.base_path}"
 
 
 @dataclass(frozen=True)
